@@ -1,0 +1,216 @@
+"""Direct preference optimisation of the generator on RLIP pairs, with TRL's ``DPOTrainer``.
+
+PLaID++ appendix 7.2: TRL DPO, Adam, batch 16, lr 1e-6, beta 0.1, one epoch, and iterative DPO where the
+reference is the previous iteration's model (pi_ref = pi_{i-1}, Algorithm 1). The policy and the reference
+are always loaded from *directories*:
+
+- a full model (the tiny Qwen2): policy and reference are two separate instances read from ``policy_path``
+  and ``ref_path``, and the reference is passed to ``DPOTrainer`` explicitly. (Letting TRL build the
+  reference itself re-reads ``config._name_or_path``, which is wrong or empty for a model built from a config.)
+- a LoRA adapter (the 7B QLoRA): when ``ref_path == policy_path`` TRL copies the loaded adapter into a frozen
+  "ref" adapter, which *is* pi_{i-1}; with a different ``ref_path`` (the fixed pi_0 ablation) that model is
+  loaded separately and passed in. The "ref" adapter is deleted before saving so the output is one adapter.
+
+TRL 1.16 traps handled here: ``DPOConfig`` defaults to bf16 and gradient checkpointing, both wrong on a CPU
+(set from the model config and the device), and to 3 epochs (the paper uses one).
+
+The output directory is written whole or not at all (temp directory + rename); a kill mid-training resumes
+from the last checkpoint in ``<out>.ckpt/`` on the next call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from plaidpp.errors import UserError
+
+SUMMARY_FILE = "dpo_summary.json"
+# Files B's SFT stage writes beside the weights that later stages read (e.g. the novelty reference record).
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+def _settings(cfg: Any) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def load_pairs_dataset(pairs_path: str | Path):
+    """The pairs JSONL as a ``datasets.Dataset`` with the prompt/chosen/rejected columns TRL reads."""
+    from datasets import Dataset
+
+    rows = []
+    with Path(pairs_path).open() as handle:
+        for line in handle:
+            if line.strip():
+                pair = json.loads(line)
+                rows.append({"prompt": pair["prompt"], "chosen": pair["chosen"], "rejected": pair["rejected"]})
+    return Dataset.from_list(rows) if rows else None
+
+
+def dpo_args(dpo: dict[str, Any], output_dir: Path, seed: int, model_cfg: Any, n_pairs: int):
+    """A ``DPOConfig`` from ``conf/dpo/*.yaml``; CPU-safe precision and checkpointing."""
+    from trl import DPOConfig
+
+    cuda = torch.cuda.is_available()
+    bf16 = bool(dpo.get("bf16", False)) and cuda and torch.cuda.is_bf16_supported()
+    steps_per_epoch = math.ceil(n_pairs / (dpo["batch_size"] * dpo["grad_accum"]))
+    return DPOConfig(
+        output_dir=str(output_dir),
+        beta=float(dpo["beta"]),
+        loss_type=[dpo.get("loss_type", "sigmoid")],
+        learning_rate=float(dpo["lr"]),
+        lr_scheduler_type=dpo.get("lr_scheduler", "constant"),
+        warmup_steps=dpo.get("warmup_steps", 0),
+        num_train_epochs=float(dpo["epochs"]),
+        max_steps=int(dpo.get("max_steps", -1)),
+        per_device_train_batch_size=int(dpo["batch_size"]),
+        gradient_accumulation_steps=int(dpo["grad_accum"]),
+        max_length=int(dpo["max_length"]),
+        optim=dpo.get("optim", "adamw_torch"),
+        weight_decay=float(dpo.get("weight_decay", 0.0)),
+        max_grad_norm=float(dpo.get("max_grad_norm", 1.0)),
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing", False)) and cuda,
+        use_cpu=not cuda,
+        logging_steps=max(1, min(int(dpo.get("logging_steps", 10)), steps_per_epoch)),
+        save_strategy="steps",
+        save_steps=int(dpo.get("save_steps", 200)),
+        save_total_limit=1,
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def build_trainer(policy_path: str | Path, ref_path: str | Path, dataset, args, model_cfg: Any):
+    """The ``DPOTrainer`` for one iteration: policy from ``policy_path``, reference from ``ref_path``."""
+    from peft import PeftModel
+    from trl import DPOTrainer
+
+    from plaidpp.training.models import is_adapter_dir, load_model_and_tokenizer
+
+    policy, tokenizer = load_model_and_tokenizer(str(policy_path), model_cfg, for_training=True)
+    same = Path(policy_path).resolve() == Path(ref_path).resolve()
+    ref_model = None
+    if not (same and isinstance(policy, PeftModel) and is_adapter_dir(policy_path)):
+        # full model, or a different reference: an independent frozen copy read from disk
+        ref_model, _ = load_model_and_tokenizer(str(ref_path), model_cfg, for_training=False)
+    tokenizer.padding_side = "right"  # TRL pads itself; left padding is only for generation
+    return DPOTrainer(model=policy, ref_model=ref_model, args=args, train_dataset=dataset, processing_class=tokenizer)
+
+
+def _log_history_summary(history: list[dict[str, float]]) -> dict[str, float]:
+    """First/last logged loss and final reward margin & accuracy (TRL logs ``rewards/margins`` etc.)."""
+    steps = [h for h in history if "loss" in h]
+    out: dict[str, float] = {}
+    if steps:
+        out["dpo/loss_first"] = float(steps[0]["loss"])
+        out["dpo/loss_last"] = float(steps[-1]["loss"])
+        for key in ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"):
+            values = [h[key] for h in steps if key in h]
+            if values:
+                out[f"dpo/{key.split('/')[1]}_last"] = float(values[-1])
+                out[f"dpo/{key.split('/')[1]}_mean"] = float(sum(values) / len(values))
+    final = [h for h in history if "train_loss" in h]
+    if final:
+        out["dpo/train_loss"] = float(final[-1]["train_loss"])
+        out["dpo/train_runtime_s"] = float(final[-1].get("train_runtime", float("nan")))
+    return out
+
+
+def _copy_metadata(src: Path, dst: Path) -> None:
+    """Carry SFT side files (e.g. training_data.json) forward; never weights or files the save just wrote."""
+    for item in src.iterdir():
+        if item.is_file() and not item.name.endswith(_WEIGHT_SUFFIXES) and not (dst / item.name).exists():
+            shutil.copy2(item, dst / item.name)
+
+
+def _save(trainer, tokenizer, tmp: Path) -> None:
+    from peft import PeftModel
+
+    model = trainer.model
+    if isinstance(model, PeftModel) and "ref" in model.peft_config:
+        model.delete_adapter("ref")  # TRL's frozen copy of pi_{i-1}; the next iteration rebuilds it
+    model.save_pretrained(str(tmp))
+    tokenizer.padding_side = "left"
+    tokenizer.save_pretrained(str(tmp))
+
+
+def train_dpo(policy_path: str | Path, ref_path: str | Path, pairs_path: str | Path, out_path: str | Path,
+              cfg: Any) -> dict[str, Any]:
+    """One round of DPO: ``policy_path`` -> ``out_path`` on ``pairs_path`` against ``ref_path``.
+
+    ``cfg`` needs ``model`` (the generator's model config), ``dpo`` (``conf/dpo/*.yaml``) and ``seed``.
+    Returns (and stores in ``<out>/dpo_summary.json``) the pair count, loss and reward-margin figures.
+    An existing ``<out>/dpo_summary.json`` means done: it is returned without training again.
+    """
+    policy_path, ref_path, pairs_path, out_path = map(Path, (policy_path, ref_path, pairs_path, out_path))
+    if (out_path / SUMMARY_FILE).is_file():
+        return json.loads((out_path / SUMMARY_FILE).read_text())
+    for p, what in ((policy_path, "policy model"), (ref_path, "reference model"), (pairs_path, "pairs file")):
+        if not p.exists():
+            raise UserError(f"no {what} at {p}")
+    dpo = _settings(cfg.dpo)
+    dataset = load_pairs_dataset(pairs_path)
+    n_pairs = 0 if dataset is None else len(dataset)
+    summary: dict[str, Any] = {
+        "policy": str(policy_path), "reference": str(ref_path), "pairs": str(pairs_path),
+        "pairs_sha256": _file_hash(pairs_path), "n_pairs": n_pairs, "dpo": dpo, "seed": int(cfg.seed),
+    }
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if n_pairs == 0:
+        # nothing to prefer (e.g. no stable or metastable sample): the policy carries over unchanged
+        shutil.copytree(policy_path, tmp)
+        summary["skipped"] = "no pairs"
+    else:
+        ckpt = out_path.with_name(out_path.name + ".ckpt")
+        args = dpo_args(dpo, ckpt, int(cfg.seed), cfg.model, n_pairs)
+        trainer = build_trainer(policy_path, ref_path, dataset, args, cfg.model)
+        resume = ckpt.is_dir() and any(ckpt.glob("checkpoint-*"))
+        start = time.perf_counter()
+        trainer.train(resume_from_checkpoint=True if resume else None)
+        summary["wall_s"] = round(time.perf_counter() - start, 2)
+        summary["resumed"] = bool(resume)
+        summary.update(_log_history_summary(trainer.state.log_history))
+        summary["log_history"] = trainer.state.log_history
+        _save(trainer, trainer.processing_class, tmp)
+        del trainer
+    _copy_metadata(policy_path, tmp)
+    (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    shutil.rmtree(out_path, ignore_errors=True)
+    os.replace(tmp, out_path)
+    shutil.rmtree(out_path.with_name(out_path.name + ".ckpt"), ignore_errors=True)
+    return summary
+
+
+def dpo_stage(cfg: DictConfig) -> dict[str, Any]:
+    """``plaidpp dpo policy=<dir> ref=<dir> pairs_file=<pairs.jsonl> out=<dir>``; ref defaults to the policy."""
+    from plaidpp.rlip.tracking import log_summary
+
+    ref = cfg.get("ref") or cfg.policy
+    summary = train_dpo(cfg.policy, ref, cfg.pairs_file, cfg.out, cfg)
+    metrics = {k: v for k, v in summary.items() if k.startswith("dpo/")}
+    metrics["dpo/n_pairs"] = summary["n_pairs"]
+    log_summary(cfg, "dpo", {"dpo": summary["dpo"], "policy": cfg.policy, "ref": ref}, metrics)
+    if cfg.get("metrics_file"):
+        Path(cfg.metrics_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.metrics_file).write_text(json.dumps({"n_pairs": summary["n_pairs"], **metrics}, indent=2) + "\n")
+    print(json.dumps({"n_pairs": summary["n_pairs"], **metrics}))
+    return summary

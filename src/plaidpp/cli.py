@@ -16,6 +16,7 @@ from plaidpp.errors import UserError
 
 # command -> "module:function"; each function takes the composed DictConfig and returns a summary dict.
 HYDRA_COMMANDS: dict[str, str] = {
+    "fetch": "plaidpp.data.mp20:fetch_stage",
     "prepare": "plaidpp.data.prepare:prepare",
     "evaluate": "plaidpp.evaluation.evaluate:evaluate",
     "sft": "plaidpp.training.sft:sft",

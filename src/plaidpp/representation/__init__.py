@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-from plaidpp.representation.base import DECODE_REASONS, DecodeError, Representation
+from plaidpp.representation.base import DECODE_REASONS, DecodeError, EncodeError, Representation
 from plaidpp.representation.coords import CoordsRepresentation
-from plaidpp.representation.wyckoff import EncodeError, WyckoffRepresentation
+from plaidpp.representation.wyckoff import WyckoffRepresentation
 
 _REGISTRY: dict[str, type] = {"wyckoff": WyckoffRepresentation, "coords": CoordsRepresentation}
 

@@ -53,6 +53,19 @@ class DecodeError(ValueError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+class EncodeError(ValueError):
+    """Raised when a structure cannot be written as crystal text.
+
+    ``reason``: ``disordered`` (partial occupancies), ``no_symmetry`` (pyxtal failed at every tolerance) or
+    ``round_trip_mismatch`` (pyxtal gave crystals, but none matched the input after decoding).
+    Wyckoff-specific reasons come from the Wyckoff encoder; any representation may raise ``disordered``.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}")
+
+
 @runtime_checkable
 class Representation(Protocol):
     """A text format for crystals: ``decode(encode(s))`` matches ``s`` under StructureMatcher."""

@@ -22,6 +22,7 @@ from plaidpp.representation.base import (
     MAX_TEXT_CHARS,
     Deadline,
     DecodeError,
+    EncodeError,
     build_lattice,
     parse_element,
     parse_floats,
@@ -36,7 +37,7 @@ class CoordsRepresentation:
 
     def encode(self, structure: Structure, translation: np.ndarray | None = None) -> str:
         if not structure.is_ordered:
-            raise ValueError("structure has partial occupancies; coordinate text needs an ordered crystal")
+            raise EncodeError("disordered", "partial occupancies; coordinate text needs an ordered crystal")
         structure = without_oxidation_states(structure)
         frac = structure.frac_coords if translation is None else structure.frac_coords + translation
         a, b, c = structure.lattice.abc

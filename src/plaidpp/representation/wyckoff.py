@@ -37,13 +37,14 @@ import numpy as np
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 from pyxtal import pyxtal
-from pyxtal.symmetry import Group, Wyckoff_position
+from pyxtal.symmetry import Group, Wyckoff_position, get_symbol_and_number
 
 from plaidpp.representation.base import (
     MAX_ATOMS,
     MAX_TEXT_CHARS,
     Deadline,
     DecodeError,
+    EncodeError,
     build_lattice,
     parse_element,
     parse_float,
@@ -54,10 +55,6 @@ from plaidpp.representation.base import (
 SYMMETRY_TOLERANCES = (0.01, 0.005, 0.001, 0.0001)  # pyxtal tolerance (Å); the first is the paper's
 _LABEL = re.compile(r"^(\d+)([a-zA-Z])$")
 _FORMULA_PART = re.compile(r"([A-Z][a-z]{0,2})(\d*)")
-
-
-class EncodeError(ValueError):
-    """Raised when a structure cannot be written as Wyckoff text (disorder, or no symmetry found)."""
 
 
 @dataclass
@@ -72,7 +69,8 @@ class EncodeInfo:
 @lru_cache(maxsize=1)
 def _symbol_table() -> dict[str, int]:
     """Normalised Hermann-Mauguin symbol -> space-group number, for all 230 standard settings."""
-    return {_normalise_symbol(Group(n).symbol): n for n in range(1, 231)}
+    # get_symbol_and_number is pyxtal's symbol lookup without building the groups (230 Group()s take ~4 s).
+    return {_normalise_symbol(get_symbol_and_number(n, 3)[0]): n for n in range(1, 231)}
 
 
 def _normalise_symbol(symbol: str) -> str:
@@ -132,9 +130,10 @@ class WyckoffRepresentation:
     def encode_with_info(self, structure: Structure) -> tuple[str, EncodeInfo]:
         if not structure.is_ordered:
             # pyxtal would silently keep one species per site; refuse instead of inventing a crystal.
-            raise EncodeError("structure has partial occupancies; Wyckoff text needs an ordered crystal")
+            raise EncodeError("disordered", "partial occupancies; Wyckoff text needs an ordered crystal")
         structure = without_oxidation_states(structure)
         failed: list[float] = []
+        mismatched = False
         for tol in self.tolerances:
             crystal = pyxtal()
             try:
@@ -148,10 +147,12 @@ class WyckoffRepresentation:
             text = self._format(crystal)
             if self.verify and not self._round_trips(structure, text):
                 failed.append(tol)
+                mismatched = True
                 continue
             info = EncodeInfo(tolerance=tol, failed_tolerances=failed, spacegroup_number=crystal.group.number)
             return text, info
-        raise EncodeError(f"pyxtal found no symmetry at tolerances {list(self.tolerances)}")
+        reason = "round_trip_mismatch" if mismatched else "no_symmetry"
+        raise EncodeError(reason, f"no pyxtal tolerance in {list(self.tolerances)} gave a matching crystal")
 
     def _round_trips(self, structure: Structure, text: str) -> bool:
         try:

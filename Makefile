@@ -1,0 +1,44 @@
+# Two commands matter (see README): `make run` (the pipeline on the embedded default) and `make test`.
+# Both create/update the virtual environment in .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+# Offline by design: nothing is fetched from a model hub; no telemetry.
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TRANSFORMERS_OFFLINE := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export TOKENIZERS_PARALLELISM := false
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install run test bench bench-representation verify-data clean-cache
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, exactly pinned: it resolves to the CPU build (a loose pin pulls GBs of CUDA wheels)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: bench-representation
+	@for b in benchmarks/bench_*.py; do [ "$$b" = benchmarks/bench_representation.py ] || $(BIN)/python $$b; done
+
+bench-representation: $(STAMP)
+	$(BIN)/python benchmarks/bench_representation.py
+
+verify-data:
+	sha256sum data/raw/mp20/mp20_partial_merged.csv.gz
+
+clean-cache:
+	rm -rf .cache

@@ -1,0 +1,1 @@
+"""MP-20 data: vendored and full loaders, the Qwen2.5 tokenizer files, and the prepare stage."""

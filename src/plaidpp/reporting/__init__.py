@@ -1,0 +1,1 @@
+"""Tables and plots from what the pipeline wrote: ``plaidpp report``."""

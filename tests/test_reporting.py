@@ -1,0 +1,35 @@
+"""plaidpp report: builds its page from whichever metrics files exist."""
+
+from __future__ import annotations
+
+import json
+
+from plaidpp.config import compose
+from plaidpp.reporting.report import report
+
+
+def _cfg(tmp_path):
+    return compose("report", [f"paths.root={tmp_path}"])
+
+
+def test_report_with_nothing_to_report_says_so(tmp_path):
+    result = report(_cfg(tmp_path))
+    assert result["sections"] == []
+    assert "Nothing to report yet" in (tmp_path / "reports" / "report.md").read_text()
+
+
+def test_report_tabulates_rlip_iterations_and_plots_them(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    iterations = {
+        str(i): {"temperature": 0.7 + 0.2 * (i // 2), "eval/sun_rate": 0.01 * i, "eval/stability_rate": 0.05 + 0.01 * i,
+                 "reward/metastability_rate": 0.3 + 0.02 * i, "pairs/n": 100 * i}
+        for i in range(3)
+    }
+    (tmp_path / "metrics" / "rlip.json").write_text(
+        json.dumps({"reward_mlip": "chgnet", "eval_mlip": "sevennet", "iterations": iterations})
+    )
+    result = report(_cfg(tmp_path))
+    page = (tmp_path / "reports" / "report.md").read_text()
+    assert result["sections"] == ["rlip"]
+    assert "| 2 | 0.9 |" in page and "2.00 %" in page  # iteration 2: T=0.9, S.U.N. 2 %
+    assert (tmp_path / "reports" / "rlip_iterations.png").stat().st_size > 1000

@@ -1,0 +1,249 @@
+"""Reference convex hulls: energy above the hull for a composition and a formation energy.
+
+All sources are reduced to one table - (entry id, formula, formation energy per atom against the
+matbench-discovery 2023-02-07 elemental references) - and the hull of a chemical system is built from the
+entries whose elements are a subset of it, once per system (``lru_cache``), in formation-energy space with
+every element pinned at 0 eV/atom.
+
+Sources (``conf/hull/<name>.yaml: source``):
+
+- ``matbench_discovery``: the 2023-02-07 MP ComputedStructureEntries the paper uses
+  (``2023-02-07-mp-computed-structure-entries.json.gz``, pandas ``to_json`` of columns material_id/entry;
+  entry energies are MP2020-corrected as MP serves them). Plain JSON, loaded with ``ComputedEntry.from_dict``.
+  Optionally the patched phase diagram ``2023-02-07-ppd-mp.pkl.gz``: a *pickle*, so it is only read when
+  ``allow_pickle: true`` is set explicitly (unpickling runs code from the file).
+- ``mp20_fallback``: the vendored DFT formation energies of 39,753 of MP-20's 45,231 materials
+  (``data/raw/hull/``). It omits MP phases with more than 20 atoms and every phase with E_hull above
+  ~0.08 eV/atom, so its hull lies on or above the true MP hull: E_hull of new compositions comes out too low
+  (novel crystals look more stable than they are). Every run that uses it says so in the log and in
+  ``summary.json`` (``hull_warning``).
+- ``auto``: matbench_discovery when its file exists, else mp20_fallback (with the warning).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import itertools
+import json
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition
+
+from plaidpp.errors import UserError
+from plaidpp.evaluation.energy import ElementalReferences
+
+log = logging.getLogger(__name__)
+
+FALLBACK_WARNING = (
+    "E_hull uses the OFFLINE FALLBACK hull built from MP-20's own DFT formation energies "
+    "(39,753 of 45,231 MP-20 materials; no MP phase with > 20 atoms or E_hull > ~0.08 eV/atom). "
+    "It lies above the true MP 2023-02-07 hull in places, so stability/S.U.N. rates of novel "
+    "compositions are OVERESTIMATED. Use hull=matbench_discovery with the 2023-02-07 MP entries "
+    "for paper-comparable numbers."
+)
+
+
+class ReferenceHull:
+    """A set of reference phases in formation-energy space (eV/atom) with per-chemical-system hulls."""
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        refs: ElementalReferences,
+        source: str,
+        description: str,
+        warning: str | None = None,
+    ) -> None:
+        self.refs = refs
+        self.source = source
+        self.description = description
+        self.warning = warning
+        self.n_entries = len(table)
+        by_elements: dict[frozenset[str], list[tuple[Composition, float, str]]] = {}
+        for entry_id, formula, e_form in zip(
+            table["material_id"], table["formula"], table["e_form_per_atom"], strict=True
+        ):
+            comp = Composition(formula)
+            key = frozenset(el.symbol for el in comp.elements)
+            by_elements.setdefault(key, []).append((comp, float(e_form), str(entry_id)))
+        self._by_elements = by_elements
+        self._diagram = lru_cache(maxsize=4096)(self._build_diagram)
+
+    def missing_elements(self, composition: Composition) -> list[str]:
+        return self.refs.missing(composition)
+
+    def _build_diagram(self, chemsys: tuple[str, ...]) -> PhaseDiagram:
+        entries = [PDEntry(Composition({el: 1}), 0.0, name=f"ref-{el}") for el in chemsys]
+        for k in range(1, len(chemsys) + 1):
+            for subset in itertools.combinations(chemsys, k):
+                for comp, e_form, entry_id in self._by_elements.get(frozenset(subset), ()):
+                    entries.append(PDEntry(comp, e_form * comp.num_atoms, name=entry_id))
+        return PhaseDiagram(entries)
+
+    def e_above_hull(self, composition: Composition, e_form_per_atom: float) -> float:
+        """E_hull in eV/atom (negative below the current hull). KeyError names elements without a reference."""
+        missing = self.missing_elements(composition)
+        if missing:
+            raise KeyError(",".join(missing))
+        chemsys = tuple(sorted(el.symbol for el in composition.elements))
+        diagram = self._diagram(chemsys)
+        return float(e_form_per_atom - diagram.get_hull_energy_per_atom(composition))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "hull_source": self.source,
+            "hull_description": self.description,
+            "hull_n_entries": self.n_entries,
+            "hull_elemental_refs": Path(self.refs.source).name,
+            "hull_warning": self.warning,
+        }
+
+
+# ----------------------------------------------------------------------------------------------- loaders
+
+
+def _read_json_any(path: Path) -> Any:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as fh:
+        return json.load(fh)
+
+
+def table_from_mp_entries(path: Path, refs: ElementalReferences) -> pd.DataFrame:
+    """matbench-discovery ``*-mp-computed-structure-entries.json(.gz)`` -> formation-energy table.
+
+    Accepts pandas' default ``to_json`` layout ({"material_id": {...}, "entry": {...}}), the records layout
+    ([{"material_id": ..., "entry": {...}}, ...]) and a bare list of entry dicts. Entry energies are taken as
+    stored (MP serves them MP2020-corrected; ``entry.energy`` includes ``energy_adjustments``).
+    """
+    from pymatgen.entries.computed_entries import ComputedEntry
+
+    raw = _read_json_any(path)
+    if isinstance(raw, dict) and "entry" in raw:
+        entries = list(raw["entry"].values()) if isinstance(raw["entry"], dict) else list(raw["entry"])
+    elif isinstance(raw, list):
+        entries = [r["entry"] if isinstance(r, dict) and "entry" in r else r for r in raw]
+    else:
+        raise UserError(f"{path}: not a matbench-discovery MP entries file (no 'entry' column)")
+    rows = []
+    n_skipped = 0
+    for d in entries:
+        d = dict(d)
+        d.pop("structure", None)  # ComputedEntry is enough for energies and compositions; far faster
+        d["@class"] = "ComputedEntry"
+        entry = ComputedEntry.from_dict(d)
+        try:
+            e_form = refs.formation_energy_per_atom(entry.composition, entry.energy)
+        except KeyError:
+            n_skipped += 1
+            continue
+        rows.append((entry.entry_id, entry.composition.formula.replace(" ", ""), e_form))
+    if n_skipped:
+        log.info("%s: %d entries skipped (elements without a 2023-02-07 reference)", path.name, n_skipped)
+    return pd.DataFrame(rows, columns=["material_id", "formula", "e_form_per_atom"])
+
+
+def table_from_ppd_pickle(path: Path, refs: ElementalReferences) -> pd.DataFrame:
+    """Entries of matbench-discovery's ``2023-02-07-ppd-mp.pkl.gz`` (a pickled PatchedPhaseDiagram).
+
+    Only called when the config sets ``allow_pickle: true``: unpickling executes code named in the file.
+    """
+    import pickle
+
+    with gzip.open(path, "rb") as fh:
+        ppd = pickle.load(fh)  # noqa: S301 - gated by hull.allow_pickle, documented
+    rows = []
+    for entry in ppd.all_entries:
+        try:
+            e_form = refs.formation_energy_per_atom(entry.composition, entry.energy)
+        except KeyError:
+            continue
+        rows.append((getattr(entry, "entry_id", None) or "", entry.composition.formula.replace(" ", ""), e_form))
+    return pd.DataFrame(rows, columns=["material_id", "formula", "e_form_per_atom"])
+
+
+def _file_key(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def _cached_table(path: Path, cache_dir: Path | None, build) -> pd.DataFrame:
+    """Parsing 154k MP entries takes minutes; keep the derived three-column table in the cache."""
+    if cache_dir is None:
+        return build()
+    cached = cache_dir / f"hull-table-{_file_key(path)}.csv.gz"
+    if cached.exists():
+        return pd.read_csv(cached, keep_default_na=False)
+    table = build()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".tmp{os.getpid()}")
+    table.to_csv(tmp, index=False, compression="gzip")
+    os.replace(tmp, cached)
+    return table
+
+
+def _mbd_file(cfg: Any) -> Path | None:
+    for key in ("entries_file", "ppd_file"):
+        value = cfg.get(key)
+        if value and Path(str(value)).is_file():
+            return Path(str(value))
+    return None
+
+
+def load_hull(cfg: Any, cache_dir: str | Path | None = None) -> ReferenceHull:
+    """Build the reference hull that ``conf/hull/<name>.yaml`` describes (see the module docstring)."""
+    source = str(cfg.get("source"))
+    refs_path = Path(str(cfg.get("elemental_refs")))
+    if not refs_path.is_file():
+        raise UserError(f"elemental reference file not found: {refs_path} (hull.elemental_refs)")
+    refs = ElementalReferences.from_json(refs_path)
+    cache = Path(cache_dir) / "hull" if cache_dir else None
+
+    if source == "auto":
+        source = "matbench_discovery" if _mbd_file(cfg) else "mp20_fallback"
+        if source == "mp20_fallback":
+            log.warning("hull=auto: no matbench-discovery file at %s; using the fallback", cfg.get("entries_file"))
+
+    if source == "matbench_discovery":
+        entries_file = cfg.get("entries_file")
+        ppd_file = cfg.get("ppd_file")
+        if entries_file and Path(str(entries_file)).is_file():
+            path = Path(str(entries_file))
+            table = _cached_table(path, cache, lambda: table_from_mp_entries(path, refs))
+        elif ppd_file and Path(str(ppd_file)).is_file():
+            path = Path(str(ppd_file))
+            if not cfg.get("allow_pickle", False):
+                raise UserError(
+                    f"{path} is a pickle; loading it runs code from the file. Set hull.allow_pickle=true "
+                    "if you trust it, or use the entries JSON (hull.entries_file)"
+                )
+            table = _cached_table(path, cache, lambda: table_from_ppd_pickle(path, refs))
+        else:
+            raise UserError(
+                f"matbench-discovery MP entries not found (hull.entries_file={entries_file}); download "
+                "2023-02-07-mp-computed-structure-entries.json.gz (see docs/evaluation.md) or use hull=mp20_fallback"
+            )
+        return ReferenceHull(
+            table, refs, "matbench_discovery", f"MP 2023-02-07 entries from {path.name} ({len(table)} entries)"
+        )
+
+    if source == "mp20_fallback":
+        path = Path(str(cfg.get("table")))
+        if not path.is_file():
+            raise UserError(f"fallback hull table not found: {path} (hull.table)")
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        # "NaN" is a formula (Na3N-type); the formula column must stay a string
+        table["formula"] = table["formula"].astype(str)
+        log.warning(FALLBACK_WARNING)
+        return ReferenceHull(
+            table, refs, "mp20_fallback", f"MP-20 DFT formation energies ({path.name})", FALLBACK_WARNING
+        )
+
+    raise UserError(f"unknown hull source {source!r}; choose auto, matbench_discovery or mp20_fallback")
+

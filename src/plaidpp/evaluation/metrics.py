@@ -1,0 +1,73 @@
+"""The headline rates: one small typed class per metric, every denominator stated.
+
+Each metric names the per-structure boolean column it counts and the denominator it divides by. Unless a
+metric says otherwise the denominator is ``n_requested``: every requested sample, including those that failed
+to parse, failed validity or failed to relax (they count as "not stable", "not unique", ...). Rates over
+survivors would flatter a model that fails often.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class RateMetric:
+    name: str
+    column: str
+    description: str
+    denominator: str = "n_requested"  # or "n_conditional": rows with a requested space group
+
+    def value(self, table: pd.DataFrame) -> float | None:
+        rows = table if self.denominator == "n_requested" else table[table["spacegroup_requested"].notna()]
+        if len(rows) == 0:
+            return None
+        return float(rows[self.column].fillna(False).astype(bool).sum()) / len(rows)
+
+
+METRICS: tuple[RateMetric, ...] = (
+    RateMetric("parse_rate", "parse_ok", "text decoded into a crystal"),
+    RateMetric("validity_structural", "valid_structure",
+               "all periodic interatomic distances > 0.5 Å and volume/atom in the sane window"),
+    RateMetric("validity_composition", "valid_composition",
+               "SMACT charge neutrality + Pauling test (smact14 oxidation states); unaries and all-metal "
+               "compositions pass (CDVAE/MatterGen convention); unparsed samples count as invalid"),
+    RateMetric("relax_rate", "relax_ok", "relaxed with the MLIP and placed on the hull (finite E_hull)"),
+    RateMetric("stability_rate", "is_stable", "E_hull <= thresholds.stable (0 eV/atom)"),
+    RateMetric("metastability_rate", "is_metastable", "E_hull <= thresholds.metastable (0.1 eV/atom)"),
+    RateMetric("metastability_rate_reward", "is_metastable_reward",
+               "E_hull <= thresholds.metastable_reward (0.08 eV/atom, the paper's reward tier)"),
+    RateMetric("uniqueness_rate", "is_unique",
+               "first member of its StructureMatcher class among all parsed samples"),
+    RateMetric("novelty_rate", "is_novel", "matches no training crystal (StructureMatcher defaults)"),
+    RateMetric("sun_rate", "is_sun",
+               "stable (E_hull <= 0) + novel + unique: one per StructureMatcher class among stable novel samples"),
+    RateMetric("ssun_rate", "is_ssun",
+               "space group by pyxtal (tol 0.01) == requested + metastable (E_hull <= 0.1) + novel + unique",
+               denominator="n_conditional"),
+    RateMetric("spacegroup_accuracy", "spacegroup_match",
+               "pyxtal space group of the relaxed crystal == requested", denominator="n_conditional"),
+)
+
+
+def headline(table: pd.DataFrame) -> dict[str, float | None]:
+    return {m.name: m.value(table) for m in METRICS}
+
+
+def per_spacegroup(table: pd.DataFrame) -> dict[str, dict[str, float | int | None]]:
+    """Figures per requested space group (denominator: samples requested with that group)."""
+    out: dict[str, dict[str, float | int | None]] = {}
+    conditional = table[table["spacegroup_requested"].notna()]
+    for number, rows in conditional.groupby("spacegroup_requested"):
+        figures: dict[str, float | int | None] = {"n_requested": len(rows)}
+        for m in METRICS:
+            figures[m.name] = float(rows[m.column].fillna(False).astype(bool).sum()) / len(rows)
+        out[str(int(number))] = figures
+    return out
+
+
+def describe() -> dict[str, str]:
+    """Metric name -> description with its denominator, written into summary.json."""
+    return {m.name: f"{m.description} / {m.denominator}" for m in METRICS}

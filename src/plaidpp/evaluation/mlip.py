@@ -1,0 +1,141 @@
+"""Machine-learned interatomic potentials behind one interface: a name in, an ASE calculator out.
+
+Backends (``conf/mlip/<name>.yaml``):
+
+- ``chgnet``   CHGNet (weights ship in the ``chgnet`` wheel). Predicts energies that already include the
+  MP2020 corrections (its pretraining targets were MP2020-corrected; measured in docs/evaluation.md).
+- ``sevennet`` SevenNet-0 (weights ship in the ``sevenn`` wheel). Energy scheme measured in docs/evaluation.md
+  and recorded in ``conf/mlip/sevennet.yaml`` as ``apply_mp2020_correction``.
+- ``fairchem`` eqV2 / eSEN / UMA through fairchem-core, imported lazily: only with the ``fairchem`` extra,
+  from a local checkpoint path or a hub name (the hub needs internet once, outside this project's runs).
+
+The paper relaxes with one MLIP for rewards (eqV2) and another for evaluation (eSEN); ``evaluate`` and the RL
+loop each take their own ``mlip`` config group, so the two can differ.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from pymatgen.core import Element
+
+from plaidpp.errors import UserError
+
+BACKENDS = ("chgnet", "sevennet", "fairchem")
+
+
+@dataclass(frozen=True)
+class MLIPSpec:
+    """What selects and describes one potential (mirrors ``conf/mlip/*.yaml``).
+
+    name: backend (one of BACKENDS).
+    model: backend model id: CHGNet version ("0.3.0"), SevenNet model ("7net-0"), fairchem hub name ("uma-s-1").
+    checkpoint: local checkpoint path (fairchem; overrides ``model``).
+    task_name: fairchem UMA task ("omat" = PBE/PBE+U, MP-compatible); ignored by other backends.
+    apply_mp2020_correction: add MaterialsProject2020Compatibility corrections to the predicted energy.
+        True for potentials trained on raw (uncorrected) GGA/GGA+U energies, False for ones that already
+        predict corrected energies (CHGNet). A wrong value shifts every E_hull of O/F/S/TM-containing crystals.
+    device: "cpu" or "cuda".
+    """
+
+    name: str
+    model: str = ""
+    checkpoint: str | None = None
+    task_name: str | None = None
+    apply_mp2020_correction: bool = False
+    device: str = "cpu"
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> MLIPSpec:
+        get = cfg.get if hasattr(cfg, "get") else lambda k, d=None: getattr(cfg, k, d)
+        name = str(get("name"))
+        if name not in BACKENDS:
+            raise UserError(f"unknown mlip {name!r}; choose from {', '.join(BACKENDS)} (mlip=<name>)")
+        return cls(
+            name=name,
+            model=str(get("model", "") or ""),
+            checkpoint=get("checkpoint", None),
+            task_name=get("task_name", None),
+            apply_mp2020_correction=bool(get("apply_mp2020_correction", False)),
+            device=str(get("device", "cpu") or "cpu"),
+        )
+
+    def cache_tag(self) -> str:
+        """Identifies the potential inside relaxation cache keys (a different model = different energies)."""
+        ident = self.checkpoint or self.model
+        return f"{self.name}:{ident}:{self.task_name or ''}"
+
+
+def _limit_threads() -> None:
+    """One torch thread per worker process: workers already use every core, oversubscription slows all."""
+    import torch
+
+    if os.environ.get("PLAIDPP_TORCH_THREADS"):
+        torch.set_num_threads(int(os.environ["PLAIDPP_TORCH_THREADS"]))
+    else:
+        torch.set_num_threads(1)
+
+
+def load_calculator(spec: MLIPSpec):
+    """An ASE calculator for ``spec``. Raises UserError when the backend cannot be loaded."""
+    _limit_threads()
+    if spec.name == "chgnet":
+        from chgnet.model import CHGNet
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        model = CHGNet.load(model_name=spec.model or "0.3.0", use_device=spec.device, verbose=False)
+        # "error" would crash on a lone atom far from the rest; we want a number or a counted NaN.
+        return CHGNetCalculator(model=model, use_device=spec.device, on_isolated_atoms="ignore")
+    if spec.name == "sevennet":
+        from sevenn.calculator import SevenNetCalculator
+
+        return SevenNetCalculator(model=spec.checkpoint or spec.model or "7net-0", device=spec.device)
+    if spec.name == "fairchem":
+        return _load_fairchem(spec)
+    raise UserError(f"unknown mlip {spec.name!r}")
+
+
+def _load_fairchem(spec: MLIPSpec):
+    """fairchem-core >= 2: UMA/eSEN/eqV2 'predict units' wrapped in FAIRChemCalculator (lazy import)."""
+    try:
+        from fairchem.core import FAIRChemCalculator, pretrained_mlip
+    except ImportError as exc:
+        raise UserError(
+            "mlip=fairchem needs the optional extra: pip install -e '.[fairchem]' "
+            f"(import failed: {exc.__class__.__name__})"
+        ) from None
+    if spec.checkpoint:
+        if not os.path.isfile(spec.checkpoint):
+            raise UserError(f"fairchem checkpoint not found: {spec.checkpoint} (set mlip.checkpoint=PATH)")
+        unit = pretrained_mlip.load_predict_unit(spec.checkpoint, device=spec.device)
+    elif spec.model:
+        unit = pretrained_mlip.get_predict_unit(spec.model, device=spec.device)
+    else:
+        raise UserError("mlip=fairchem needs mlip.checkpoint=PATH or mlip.model=<hub name>")
+    return FAIRChemCalculator(unit, task_name=spec.task_name or "omat")
+
+
+@lru_cache(maxsize=8)
+def supported_elements(spec: MLIPSpec) -> frozenset[str] | None:
+    """Element symbols the potential was built for, or None when the backend does not say.
+
+    Checked before relaxing so an unsupported element is a counted reason ("element_not_in_mlip"), not an
+    index error deep inside a graph network.
+    """
+    if spec.name == "chgnet":
+        # CHGNet embeds atomic numbers 1..94 (AtomEmbedding with 94 rows).
+        return frozenset(Element.from_Z(z).symbol for z in range(1, 95))
+    if spec.name == "sevennet":
+        try:
+            from sevenn.util import load_checkpoint
+
+            ckpt = load_checkpoint(spec.checkpoint or spec.model or "7net-0")
+            chem = ckpt.config.get("chemical_species")
+            if chem:
+                return frozenset(str(s) for s in chem)
+        except Exception:  # noqa: BLE001 - an unknown layout only disables the pre-check
+            return None
+    return None

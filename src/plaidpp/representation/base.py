@@ -88,6 +88,15 @@ class Deadline:
             raise DecodeError("timeout", "decode exceeded its time budget")
 
 
+def checked_tokens(text: object) -> list[str]:
+    """Whitespace tokens of a text to decode, refusing non-text and oversized input before any work."""
+    if not isinstance(text, str):
+        raise DecodeError("syntax", "input is not text")
+    if len(text) > MAX_TEXT_CHARS:
+        raise DecodeError("too_large", f"{len(text)} characters")
+    return text.split()
+
+
 def parse_float(token: str, what: str) -> float:
     """Parse one plain decimal number; anything else ('nan', '1_0', '0x1') is a syntax error."""
     if not _NUMBER.match(token):

@@ -19,11 +19,11 @@ from pymatgen.core import Structure
 
 from plaidpp.representation.base import (
     MAX_ATOMS,
-    MAX_TEXT_CHARS,
     Deadline,
     DecodeError,
     EncodeError,
     build_lattice,
+    checked_tokens,
     parse_element,
     parse_floats,
     without_oxidation_states,
@@ -49,12 +49,8 @@ class CoordsRepresentation:
         return "\n".join(lines)
 
     def decode(self, text: str) -> Structure:
-        if not isinstance(text, str):
-            raise DecodeError("syntax", "input is not text")
-        if len(text) > MAX_TEXT_CHARS:
-            raise DecodeError("too_large", f"{len(text)} characters")
+        tokens = checked_tokens(text)
         deadline = Deadline()
-        tokens = text.split()
         if len(tokens) < 10:
             raise DecodeError("syntax", "need 6 lattice numbers and at least one atom")
         lattice = build_lattice(parse_floats(tokens[0:3], 3, "lengths"), parse_floats(tokens[3:6], 3, "angles"))

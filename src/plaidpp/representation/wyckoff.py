@@ -41,11 +41,11 @@ from pyxtal.symmetry import Group, Wyckoff_position, get_symbol_and_number
 
 from plaidpp.representation.base import (
     MAX_ATOMS,
-    MAX_TEXT_CHARS,
     Deadline,
     DecodeError,
     EncodeError,
     build_lattice,
+    checked_tokens,
     parse_element,
     parse_float,
     parse_floats,
@@ -183,12 +183,8 @@ class WyckoffRepresentation:
 
     # ----- decode -----------------------------------------------------------------------------
     def decode(self, text: str) -> Structure:
-        if not isinstance(text, str):
-            raise DecodeError("syntax", "input is not text")
-        if len(text) > MAX_TEXT_CHARS:
-            raise DecodeError("too_large", f"{len(text)} characters")
+        tokens = checked_tokens(text)
         deadline = Deadline()
-        tokens = text.split()
         formula, number, abc, angles, n_sites, site_tokens = self._parse_header(tokens)
         lattice = build_lattice(abc, angles)
 

@@ -79,21 +79,28 @@ class ReferenceHull:
     def missing_elements(self, composition: Composition) -> list[str]:
         return self.refs.missing(composition)
 
-    def _build_diagram(self, chemsys: tuple[str, ...]) -> PhaseDiagram:
+    def _build_diagram(self, chemsys: tuple[str, ...], exclude: frozenset[str] = frozenset()) -> PhaseDiagram:
         entries = [PDEntry(Composition({el: 1}), 0.0, name=f"ref-{el}") for el in chemsys]
         for k in range(1, len(chemsys) + 1):
             for subset in itertools.combinations(chemsys, k):
                 for comp, e_form, entry_id in self._by_elements.get(frozenset(subset), ()):
-                    entries.append(PDEntry(comp, e_form * comp.num_atoms, name=entry_id))
+                    if entry_id not in exclude:
+                        entries.append(PDEntry(comp, e_form * comp.num_atoms, name=entry_id))
         return PhaseDiagram(entries)
 
-    def e_above_hull(self, composition: Composition, e_form_per_atom: float) -> float:
-        """E_hull in eV/atom (negative below the current hull). KeyError names elements without a reference."""
+    def e_above_hull(
+        self, composition: Composition, e_form_per_atom: float, exclude: frozenset[str] = frozenset()
+    ) -> float:
+        """E_hull in eV/atom (negative below the current hull). KeyError names elements without a reference.
+
+        ``exclude``: entry ids left out of the hull (calibration: score a known crystal against the *other*
+        phases, as a generated crystal would be); such diagrams are not cached.
+        """
         missing = self.missing_elements(composition)
         if missing:
             raise KeyError(",".join(missing))
         chemsys = tuple(sorted(el.symbol for el in composition.elements))
-        diagram = self._diagram(chemsys)
+        diagram = self._build_diagram(chemsys, exclude) if exclude else self._diagram(chemsys)
         return float(e_form_per_atom - diagram.get_hull_energy_per_atom(composition))
 
     def summary(self) -> dict[str, Any]:

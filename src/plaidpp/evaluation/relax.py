@@ -34,6 +34,8 @@ class RelaxSettings:
     energy_window: (low, high) eV/atom; MP-scale energies lie in about (-15, 0).
     max_volume_per_atom: Å^3; MP-20 tops out near 60 (measured in tests), so 500 means "exploded".
     time_limit_s: wall-clock budget per structure.
+    primitive: relax the primitive cell (Wyckoff texts decode to the conventional cell, up to 4x the atoms;
+        energy per atom is the same and graph-network cost grows with the atom count).
     """
 
     steps: int = 500
@@ -42,6 +44,7 @@ class RelaxSettings:
     energy_window: tuple[float, float] = (-30.0, 10.0)
     max_volume_per_atom: float = 500.0
     time_limit_s: float = 300.0
+    primitive: bool = True
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> RelaxSettings:
@@ -53,10 +56,11 @@ class RelaxSettings:
             energy_window=(float(window[0]), float(window[1])),
             max_volume_per_atom=float(cfg.get("max_volume_per_atom", 500.0)),
             time_limit_s=float(cfg.get("time_limit_s", 300.0)),
+            primitive=bool(cfg.get("primitive", True)),
         )
 
     def cache_tag(self) -> str:
-        return f"steps={self.steps}:fmax={self.fmax}:filter={self.cell_filter}"
+        return f"steps={self.steps}:fmax={self.fmax}:filter={self.cell_filter}:primitive={self.primitive}"
 
 
 @dataclass
@@ -94,6 +98,11 @@ def relax_structure(structure: Structure, calculator, settings: RelaxSettings) -
 
     start = time.monotonic()
     result = RelaxResult()
+    if settings.primitive:
+        try:
+            structure = structure.get_primitive_structure()
+        except Exception:  # noqa: BLE001 - a failed reduction just means relaxing the cell as given
+            pass
     atoms = AseAtomsAdaptor.get_atoms(structure)
     atoms.calc = calculator
     n_atoms = len(atoms)

@@ -152,7 +152,7 @@ def evaluate_config(cfg: DictConfig, role: str) -> DictConfig:
 
     node = cfg[role]
     overrides = [f"mlip={node.mlip}", f"paths.root={cfg.paths.root}", f"seed={cfg.seed}",
-                 f"workers={cfg.workers}", "tracking.uri=null", f"repr={cfg.repr.name}", *list(node.overrides)]
+                 f"workers={cfg.workers}", "tracking.uri=null", "progress=false", *list(node.overrides)]
     if GlobalHydra.instance().is_initialized():  # inside `plaidpp rlip` (hydra.main) or a test's compose
         return hydra.compose(config_name="evaluate", overrides=overrides)
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="evaluate"):

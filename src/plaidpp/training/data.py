@@ -80,6 +80,9 @@ def load_training_rows(cfg: DictConfig, repr_name: str, splits: list[str]) -> tu
         else:
             split_rows = _encode_split(cfg, repr_name, split)
             sources[split] = f"encoded from {cfg.data.file} (prepare output {path} missing)"
+        limit = cfg.data.get("max_rows_per_split") if cfg.get("data") else None
+        if limit:
+            split_rows = split_rows[: int(limit)]
         if not split_rows:
             raise UserError(f"no {repr_name} rows for split {split!r}")
         rows.extend(split_rows)

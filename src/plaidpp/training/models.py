@@ -95,7 +95,11 @@ def add_lora(model, cfg_model: DictConfig):
 
     lora = _plain(cfg_model.lora)
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(cfg_model.get("gradient_checkpointing", False)))
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=bool(cfg_model.get("gradient_checkpointing", False)),
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     config = LoraConfig(
         r=int(lora["r"]),
         lora_alpha=int(lora["alpha"]),

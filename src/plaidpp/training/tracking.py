@@ -20,6 +20,8 @@ def flat_params(cfg: DictConfig | dict, prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in (data or {}).items():
         name = f"{prefix}{key}"
+        if isinstance(value, DictConfig):
+            value = OmegaConf.to_container(value, resolve=True)
         if isinstance(value, dict):
             out.update(flat_params(value, f"{name}."))
         else:

@@ -1,0 +1,1 @@
+"""Training the generator: SFT (``sft``), model loading (``models``), and DPO (``dpo``, the RLIP step)."""

@@ -1,0 +1,171 @@
+"""The sampler with real (untrained and briefly trained) tiny Qwen2 models: attempts, resampling, resume."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from plaidpp.config import compose
+from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
+from plaidpp.representation import DECODE_REASONS, get
+from plaidpp.sampling.generate import final_rows, generate, requested_spacegroup
+
+CRYSTAL = (
+    "Ca8Sb4O2\nSpacegroup: I4/mmm\nabc: 4.71 4.71 16.39\nangles: 90.00 90.00 90.00\nSites (14)\n"
+    "Ca 0.000 0.000 0.335 4e\nCa 0.000 0.500 0.000 4c\nSb 0.000 0.000 0.140 4e\nO 0.000 0.000 0.500 2b"
+)
+
+
+def _tiny_model(tokenizer, seed: int = 0):
+    from omegaconf import OmegaConf
+
+    from plaidpp.training.models import build_tiny_model
+
+    cfg = OmegaConf.create({"init_seed": seed, "architecture": {
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "num_key_value_heads": 1, "max_position_embeddings": 512}})
+    return build_tiny_model(cfg, tokenizer).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from plaidpp.training.tokenizer import train_crystal_tokenizer
+
+    corpus = [unconditional_prompt() + CRYSTAL, spacegroup_prompt(139) + CRYSTAL] * 20
+    return train_crystal_tokenizer(corpus, 300)
+
+
+@pytest.fixture(scope="module")
+def garbage_model(tokenizer):
+    """A randomly initialised model: its samples essentially never decode."""
+    return _tiny_model(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def parrot_model(tokenizer):
+    """A model overfit on one crystal, so most of its samples decode (resampling then stops early)."""
+    model = _tiny_model(tokenizer, seed=1)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ids = tokenizer(unconditional_prompt() + CRYSTAL + tokenizer.eos_token, return_tensors="pt")["input_ids"]
+    torch.manual_seed(0)
+    for _ in range(150):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_garbage_model_finishes_with_every_failure_counted(garbage_model, tokenizer, tmp_path):
+    out = tmp_path / "samples.jsonl"
+    prompts = [unconditional_prompt(), spacegroup_prompt(15)]
+    stats = generate(garbage_model, tokenizer, prompts, n=[5, 3], temperature=1.0, top_p=0.9, batch_size=4,
+                     max_attempts=3, out_path=out, seed=1, max_new_tokens=24, progress=False)
+    rows = _rows(out)
+    assert stats.n_slots == 8 and stats.finals == 8
+    assert len(rows) == stats.attempts == 8 * 3  # nothing decodes, so each slot used every attempt
+    assert all(not r["decoded"] and r["decode_reason"] in DECODE_REASONS for r in rows)
+    assert sum(stats.decode_reasons.values()) == len(rows)
+    finals = [r for r in rows if r["final"]]
+    assert sorted(r["index"] for r in finals) == list(range(8)) and all(r["attempt"] == 2 for r in finals)
+    # Slots 0-4 are unconditional, 5-7 ask for C2/c; the schema carries what A and C read.
+    assert [requested_spacegroup(r["prompt"]) for r in finals] == [None] * 5 + [15] * 3
+    assert {r["spacegroup"] for r in finals} == {None, 15}
+    assert set(rows[0]) == {"index", "attempt", "text", "repr", "spacegroup", "prompt", "temperature", "top_p",
+                            "seed", "decoded", "decode_reason", "final"}
+
+
+def test_resampling_stops_at_the_first_decoded_attempt(parrot_model, tokenizer, tmp_path):
+    out = tmp_path / "samples.jsonl"
+    stats = generate(parrot_model, tokenizer, [unconditional_prompt()], n=16, temperature=0.7, top_p=1.0,
+                     batch_size=16, max_attempts=4, out_path=out, seed=0, max_new_tokens=80, progress=False)
+    rows = _rows(out)
+    per_slot = Counter(r["index"] for r in rows)
+    finals = {r["index"]: r for r in rows if r["final"]}
+    assert len(finals) == 16
+    assert stats.finals_decoded >= 8  # the parrot mostly repeats its crystal
+    for index, row in finals.items():
+        if row["decoded"]:
+            assert row["attempt"] == per_slot[index] - 1  # kept the first success, tried no more
+            get("wyckoff").decode(row["text"])
+        else:
+            assert per_slot[index] == 4
+    assert all(not r["decoded"] for r in rows if not r["final"])
+
+
+def test_killed_run_resumes_without_losing_or_duplicating(garbage_model, tokenizer, tmp_path):
+    out = tmp_path / "samples.jsonl"
+    args = dict(temperature=1.0, top_p=1.0, batch_size=3, max_attempts=2, out_path=out, seed=3,
+                max_new_tokens=12, progress=False)
+    prompts = [unconditional_prompt(), spacegroup_prompt(194)]
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two_batches(stats):
+        if stats.attempts >= 6:
+            raise Killed
+
+    with pytest.raises(Killed):
+        generate(garbage_model, tokenizer, prompts, n=4, on_batch=kill_after_two_batches, **args)
+    written = out.read_text()
+    assert 0 < written.count("\n") < 16
+    with open(out, "a") as handle:  # a write cut off by the kill
+        handle.write('{"index": 7, "attempt": 0, "te')
+    stats = generate(garbage_model, tokenizer, prompts, n=4, **args)
+    rows = _rows(out)
+    keys = [(r["index"], r["attempt"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 16  # 8 slots x 2 attempts, none twice, the partial line gone
+    assert out.read_text().startswith(written)  # rows from before the kill were kept as they were
+    assert stats.n_final_before + stats.finals == 8
+    assert len(final_rows(out)) == 8
+    # A finished file is left alone, and a different run is refused rather than mixed in.
+    assert generate(garbage_model, tokenizer, prompts, n=4, **args).attempts == 0
+    from plaidpp.errors import UserError
+
+    with pytest.raises(UserError):
+        generate(garbage_model, tokenizer, [unconditional_prompt()], n=9, **args)
+
+
+def test_sample_stage_writes_rows_metrics_and_mlflow(tokenizer, garbage_model, tmp_path):
+    import mlflow
+
+    from plaidpp.sampling.sample import sample
+
+    model_dir = tmp_path / "models" / "sft"
+    garbage_model.save_pretrained(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    cfg = compose("sample", [
+        f"model_dir={model_dir}", f"out_file={tmp_path}/samples/sft.jsonl", f"metrics_file={tmp_path}/sample.json",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "sampling.n_unconditional=3", "sampling.n_per_spacegroup=1",
+        "sampling.max_attempts=2", "sampling.max_new_tokens=8", "workers=1",
+    ])
+    summary = sample(cfg)
+    finals = final_rows(cfg.out_file)
+    assert summary["n_requested"] == 3 + 7 == len(finals)
+    assert [r["spacegroup"] for r in finals] == [None] * 3 + [1, 15, 38, 119, 143, 194, 216]
+    assert json.loads(Path(cfg.metrics_file).read_text())["file_final"] == 10
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    run = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], output_format="list")[0]
+    assert run.data.metrics["crystals_per_s"] > 0 and run.data.params["sampling.temperature"] == "1.0"
+
+
+def test_sample_refuses_a_model_trained_on_another_representation(tokenizer, garbage_model, tmp_path):
+    from plaidpp.errors import UserError
+    from plaidpp.sampling.sample import sample
+
+    garbage_model.save_pretrained(str(tmp_path / "m"))
+    tokenizer.save_pretrained(str(tmp_path / "m"))
+    (tmp_path / "m" / "training_data.json").write_text(json.dumps({"repr": "coords"}))
+    cfg = compose("sample", [f"model_dir={tmp_path}/m", "tracking.uri=null", f"out_file={tmp_path}/s.jsonl"])
+    with pytest.raises(UserError, match="repr=coords"):
+        sample(cfg)

@@ -1,0 +1,187 @@
+"""SFT on real MP-20 rows with a shrunken tiny model: tokenizer, loss masking, task mix, training, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from plaidpp.config import PROJECT_ROOT, compose
+from plaidpp.prompts import INFILL_FRACTION
+
+SMALL_MODEL = [
+    "model.architecture.hidden_size=32",
+    "model.architecture.intermediate_size=64",
+    "model.architecture.num_hidden_layers=1",
+    "model.architecture.num_attention_heads=2",
+    "model.architecture.num_key_value_heads=1",
+    "model.tokenizer_vocab_size=400",
+]
+
+
+def sft_overrides(tmp_path: Path, *extra: str) -> list[str]:
+    """A real sft config, shrunk: 24 train rows encoded from the vendored CSV into tmp_path."""
+    return [
+        f"paths.processed={tmp_path}/processed",  # absent: rows are encoded from the vendored CSV
+        f"paths.cache={tmp_path}/cache",
+        f"paths.models={tmp_path}/models",
+        f"paths.metrics={tmp_path}/metrics",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "data.max_rows_per_split=24",
+        "train.splits=[train]",
+        "train.batch_size=4",
+        "train.logging_steps=1",
+        "workers=1",
+        *SMALL_MODEL,
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    from plaidpp.training.data import load_training_rows
+
+    tmp = tmp_path_factory.mktemp("rows")
+    cfg = compose("sft", sft_overrides(tmp))
+    rows, sources = load_training_rows(cfg, "wyckoff", ["train"])
+    assert "encoded from" in sources["train"]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def crystal_tokenizer(rows, tmp_path_factory):
+    from plaidpp.training.models import load_tokenizer
+    from plaidpp.training.sft import tokenizer_corpus
+    from plaidpp.training.tokenizer import train_crystal_tokenizer
+
+    tokenizer = train_crystal_tokenizer(tokenizer_corpus(rows[:16], 0), 400)
+    directory = tmp_path_factory.mktemp("tok")
+    tokenizer.save_pretrained(str(directory))
+    return load_tokenizer(str(directory))
+
+
+def test_crystal_tokenizer_round_trips_unseen_crystals_and_keeps_numbers_whole(rows, crystal_tokenizer):
+    # Trained on rows[:16]; rows[16:] are unseen text. Decoding must give back the exact string.
+    for row in rows[16:]:
+        ids = crystal_tokenizer(row["text"], add_special_tokens=False)["input_ids"]
+        assert crystal_tokenizer.decode(ids) == row["text"]
+    # A frequent coordinate is one integer-part token and one fraction token, not five characters.
+    assert crystal_tokenizer.tokenize(" 0.000") == ["Ġ0.", "000"]
+
+
+def test_tokenizer_survives_a_qwen2_model_directory(crystal_tokenizer, tmp_path):
+    """AutoTokenizer would swap in Qwen2Tokenizer (digit-splitting) beside a qwen2 config.json."""
+    from transformers import Qwen2Config
+
+    from plaidpp.training.models import load_tokenizer
+
+    crystal_tokenizer.save_pretrained(str(tmp_path))
+    Qwen2Config(vocab_size=len(crystal_tokenizer)).save_pretrained(str(tmp_path))
+    loaded = load_tokenizer(str(tmp_path))
+    text = "abc: 5.82 5.82 15.06\nTa 0.000 0.250 0.250 2a"
+    assert loaded.tokenize(text) == crystal_tokenizer.tokenize(text)
+    assert loaded.eos_token_id == crystal_tokenizer.eos_token_id
+
+
+def test_loss_is_on_the_completion_only(rows, crystal_tokenizer):
+    from plaidpp.training.data import SFTDataset
+
+    dataset = SFTDataset(rows, crystal_tokenizer, epochs=1, seed=0, max_length=4096)
+    for index in range(len(dataset)):
+        example = dataset.example(index)
+        item = dataset[index]
+        prompt_len = len(crystal_tokenizer(example.prompt, add_special_tokens=False)["input_ids"])
+        labels = item["labels"]
+        assert all(label == -100 for label in labels[:prompt_len])
+        assert labels[prompt_len:] == item["input_ids"][prompt_len:]
+        assert labels[-1] == crystal_tokenizer.eos_token_id
+        completion = crystal_tokenizer.decode(labels[prompt_len:-1])
+        assert completion == example.completion
+
+
+def test_epochs_redraw_the_task_mix(rows, crystal_tokenizer):
+    from plaidpp.training.data import SFTDataset
+
+    dataset = SFTDataset(rows, crystal_tokenizer, epochs=40, seed=0, max_length=4096)
+    tasks = [dataset.example(i).task for i in range(len(dataset))]
+    infill = tasks.count("infill") / len(tasks)
+    assert abs(infill - INFILL_FRACTION) < 0.05  # 960 draws: 3 sigma is ~0.045
+    # The same row gets different tasks in different epochs (fresh prompts, not one repeated example).
+    assert len({dataset.example(e * len(rows)).prompt for e in range(40)}) > 3
+    # And the draw is deterministic, so a resumed run sees the same examples.
+    assert dataset.example(123) == SFTDataset(rows, crystal_tokenizer, 40, 0, 4096).example(123)
+
+
+def test_sft_trains_and_writes_a_loadable_model(tmp_path):
+    import mlflow
+    import torch
+
+    from plaidpp.training.models import load_model_and_tokenizer
+    from plaidpp.training.sft import sft
+
+    cfg = compose("sft", sft_overrides(tmp_path, "train.max_steps=8", "train.lr=1e-2"))
+    summary = sft(cfg)
+    out = Path(cfg.out_dir)
+    assert summary["steps"] == 8
+    record = json.loads((out / "training_data.json").read_text())
+    assert record["splits"] == ["train"] and record["n_rows"] == 24 and len(record["material_ids"]) == 24
+    assert json.loads(Path(cfg.metrics_file).read_text())["steps"] == 8
+    assert not Path(cfg.checkpoint_dir).exists()  # removed after a finished run
+    model, tokenizer = load_model_and_tokenizer(str(out), cfg.model, for_training=False)
+    assert not model.training and tokenizer.tokenize(" 0.500") == ["Ġ0.", "500"]
+    ids = tokenizer("abc:", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.isfinite(model(ids).logits).all()
+    # MLflow got the loss curve and throughput.
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    run = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], output_format="list")[0]
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+    assert len(history) == 8
+    assert history[-1].value < history[0].value - 0.5  # it learns: from ~ln(400) = 6 towards the format
+    assert "tokens_per_s" in run.data.metrics and run.data.params["model.name"] == "tiny"
+
+
+@pytest.mark.slow
+def test_sft_resumes_after_a_kill(tmp_path):
+    """Kill a real `plaidpp sft` process after its first checkpoint; the re-run continues from it."""
+    overrides = sft_overrides(tmp_path, "train.max_steps=12", "train.save_steps=3")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "plaidpp.cli", "sft", *overrides], cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoints = tmp_path / "cache" / "checkpoints" / "sft"
+    deadline = time.monotonic() + 240
+    try:
+        while not any(checkpoints.glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "sft exited before writing a checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+    assert done and done[-1] < 12
+    assert not (tmp_path / "models" / "sft").exists()
+
+    from plaidpp.training.sft import sft
+
+    summary = sft(compose("sft", overrides))
+    assert summary["resumed_from"] is not None and summary["resumed_from"].endswith(f"checkpoint-{done[-1]}")
+    assert summary["steps"] == 12
+    assert (tmp_path / "models" / "sft" / "model.safetensors").exists()
+
+
+def test_changed_config_does_not_resume_stale_checkpoints(tmp_path):
+    from plaidpp.training.sft import _prepare_checkpoint_dir
+
+    cfg = compose("sft", sft_overrides(tmp_path))
+    ckpt = _prepare_checkpoint_dir(cfg)
+    (ckpt / "checkpoint-3").mkdir()
+    assert (_prepare_checkpoint_dir(cfg) / "checkpoint-3").exists()  # same config: kept
+    changed = compose("sft", sft_overrides(tmp_path, "train.lr=0.5"))
+    assert not (_prepare_checkpoint_dir(changed) / "checkpoint-3").exists()

@@ -39,6 +39,10 @@ STEPS = ("sample", "score", "pairs", "update", "evaluate")
 
 
 # ----------------------------------------------------------------------------------------------- layout
+# overrides that say where things are or which part to run, not what is run: left out of sweep run names
+_NOT_IN_NAME = ("rlip.iteration", "rlip.step", "rlip.data_dir", "rlip.models_dir", "rlip.init_model",
+                "rlip.metrics_file", "tracking.", "paths.", "workers", "hydra.")
+
 def run_name(cfg: DictConfig) -> str:
     """``rlip.run``, else "default"; in a Hydra multirun, the job's overrides (so sweep jobs never collide)."""
     if cfg.rlip.get("run"):
@@ -49,8 +53,7 @@ def run_name(cfg: DictConfig) -> str:
 
         hc = HydraConfig.get()
         if hc.mode == RunMode.MULTIRUN:
-            overrides = [o for o in hc.overrides.task
-                         if not o.split("=")[0].lstrip("+~").startswith(("rlip.iteration", "rlip.step"))]
+            overrides = [o for o in hc.overrides.task if not o.split("=")[0].lstrip("+~").startswith(_NOT_IN_NAME)]
             name = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", ",".join(sorted(overrides)))
             return name or f"job{hc.job.num}"
     except ValueError:  # HydraConfig not set: called from tests or Python

@@ -76,6 +76,7 @@ def sample(cfg: DictConfig) -> dict:
             temperature=float(s.temperature), top_p=float(s.top_p), batch_size=int(s.batch_size),
             repr=cfg.repr.name, max_attempts=int(s.max_attempts), out_path=out_file, seed=int(cfg.seed),
             max_new_tokens=int(s.max_new_tokens), on_batch=log_batch,
+            engine=str(s.get("engine", "compact")),
         )
         summary = {
             "out_file": str(out_file), "model_dir": str(model_dir), "repr": cfg.repr.name,

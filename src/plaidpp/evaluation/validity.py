@@ -38,8 +38,9 @@ def structural_validity(
     if not np.all(np.isfinite(matrix)) or not math.isfinite(structure.volume) or structure.volume <= 0:
         return StructuralCheck(False, "non_finite_lattice", math.nan)
     vpa = structure.volume / len(structure)
-    # Neighbour search within the threshold only: cost stays linear even for huge cells.
-    centers, neighbors, _images, distances = structure.get_neighbor_list(min_distance + 1e-8)
+    # Neighbour search within a short radius only: cost stays linear even for huge cells. 4 Å reports the
+    # real nearest-neighbour distance of any sane crystal; inf means "no neighbour within 4 Å".
+    centers, neighbors, _images, distances = structure.get_neighbor_list(max(4.0, min_distance + 1e-8))
     real = distances > 1e-8 if len(distances) else distances.astype(bool)
     close = distances[real] if len(distances) else distances
     # Two sites at the same point have distance 0: get_neighbor_list drops exact zeros with self-pairs,

@@ -1,0 +1,103 @@
+"""Evaluation throughput (a benchmark, not a test): relaxations per minute per MLIP backend, and the time to
+compute uniqueness + novelty for 10,000 structures.
+
+Relaxations: N vendored MP-20 test crystals go through the evaluation's own path (Wyckoff text -> decode ->
+primitive cell -> FIRE + FrechetCellFilter) in one process with one torch thread, no cache. MP-20 crystals
+are DFT-relaxed, so they need few FIRE steps; generated crystals need more - the mean step count is printed
+so the figure can be scaled.
+
+Uniqueness + novelty: 10,000 "generated" structures = 8,000 real MP-20 val/test crystals + 2,000 copies of
+some of them under 1 % random strain (duplicates that uniqueness must catch), against the 3,420 vendored
+train crystals (or data/processed/wyckoff/train.jsonl when it exists).
+
+    python benchmarks/bench_evaluation.py --relax-n 10 --backends chgnet sevennet --n-structures 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Structure
+
+from plaidpp.config import PROJECT_ROOT
+from plaidpp.evaluation.mlip import MLIPSpec, load_calculator
+from plaidpp.evaluation.novelty import TrainingSet, novelty, uniqueness
+from plaidpp.evaluation.relax import RelaxSettings, relax_structure
+from plaidpp.representation import get
+
+CSV = PROJECT_ROOT / "data/raw/mp20/mp20_partial_merged.csv.gz"
+
+
+def bench_relax(rows: pd.DataFrame, backend: str, settings: RelaxSettings) -> None:
+    enc = get("wyckoff")
+    structures = [enc.decode(enc.encode(Structure.from_str(c, fmt="cif"))) for c in rows["cif"]]
+    t0 = time.monotonic()
+    calc = load_calculator(MLIPSpec(name=backend))
+    load_s = time.monotonic() - t0
+    steps, atoms, failed = [], [], 0
+    t0 = time.monotonic()
+    for s in structures:
+        r = relax_structure(s, calc, settings)
+        steps.append(r.n_steps)
+        atoms.append(len(s))
+        failed += r.fail_reason is not None
+    elapsed = time.monotonic() - t0
+    print(f"relax {backend:9s} {settings.cache_tag()}: {len(structures)} crystals in {elapsed:.1f} s -> "
+          f"{60 * len(structures) / elapsed:.1f} relaxations/min/process ({elapsed / max(1, sum(steps)):.3f} s/step, "
+          f"mean {np.mean(steps):.1f} steps, mean {np.mean(atoms):.1f} atoms/conventional cell, "
+          f"{failed} failed; model load {load_s:.1f} s)")
+
+
+def bench_uniqueness_novelty(rows: pd.DataFrame, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    pool = rows[rows["split"].isin(["val", "test"])].sample(frac=1.0, random_state=seed)
+    n_real = int(n * 0.8)
+    t0 = time.monotonic()
+    real = [Structure.from_str(c, fmt="cif") for c in pool["cif"].iloc[:n_real]]
+    copies = []
+    for idx in rng.integers(0, n_real, n - n_real):
+        s = real[idx].copy()
+        s.apply_strain(rng.uniform(-0.01, 0.01, 3))
+        copies.append(s)
+    structures = real + copies
+    rng.shuffle(structures)
+    parse_s = time.monotonic() - t0
+    processed = PROJECT_ROOT / "data/processed/wyckoff/train.jsonl"
+    train = TrainingSet.load(processed if processed.exists() else CSV, "train")
+    t0 = time.monotonic()
+    flags, _ = uniqueness(structures)
+    uniq_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    novel = novelty(structures, train)
+    nov_s = time.monotonic() - t0
+    print(f"uniqueness+novelty on {len(structures)} structures: uniqueness {uniq_s:.1f} s "
+          f"({np.mean(flags):.3f} unique), novelty vs {train.size} train crystals {nov_s:.1f} s "
+          f"({np.mean(novel):.3f} novel); total {uniq_s + nov_s:.1f} s (+{parse_s:.1f} s building the structures)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--relax-n", type=int, default=10)
+    parser.add_argument("--backends", nargs="*", default=["chgnet", "sevennet"])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--fmax", type=float, default=0.05)
+    parser.add_argument("--n-structures", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault("PLAIDPP_TORCH_THREADS", "1")
+    rows = pd.read_csv(CSV, keep_default_na=False)
+    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at start")
+    test = rows[rows["split"] == "test"].sample(args.relax_n, random_state=args.seed)
+    for backend in args.backends:
+        bench_relax(test, backend, RelaxSettings(steps=args.steps, fmax=args.fmax))
+    if args.n_structures:
+        bench_uniqueness_novelty(rows, args.n_structures, args.seed)
+    print(f"load average {os.getloadavg()[0]:.1f} at end")
+
+
+if __name__ == "__main__":
+    main()

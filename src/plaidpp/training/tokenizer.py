@@ -21,8 +21,10 @@ PAD = "<|pad|>"
 # One pre-token per: capitalised word (element symbols stay whole: "CaO" -> "Ca", "O"), lowercase word,
 # integer part with its dot, digit run, newline, other punctuation. An optional leading space is kept on
 # the piece (GPT-2 style) so spaces cost no tokens of their own. A Wyckoff label (" 4c") is one piece; it
-# only occurs after a space, which keeps formula parts like "Sb4O" apart.
-PRETOKEN_PATTERN = r" \d+[a-zA-Z](?![A-Za-z\d])| ?[A-Z][a-z]*| ?[a-z]+| ?\d+\.| ?\d+|\n| ?[^\sA-Za-z\d]+|\s+"
+# only occurs after a space, which keeps formula parts like "Sb4O" apart. The space-group symbol after
+# "Spacegroup:" is one piece, so the model picks one of the symbols it has seen instead of composing
+# letters and digits into a group that does not exist (the commonest decode failure otherwise).
+PRETOKEN_PATTERN = r"(?<=Spacegroup:) \S+| \d+[a-zA-Z](?![A-Za-z\d])| ?[A-Z][a-z]*| ?[a-z]+| ?\d+\.| ?\d+|\n| ?[^\sA-Za-z\d]+|\s+"
 
 
 def pre_tokenizer() -> pre_tokenizers.PreTokenizer:

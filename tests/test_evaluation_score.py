@@ -108,7 +108,9 @@ def test_attempt_files_keep_final_rows_and_report_the_attempt_parse_rate(tmp_pat
 
 def test_evaluate_writes_outputs_logs_mlflow_and_resumes_from_the_cache(tmp_path, samples):
     path = tmp_path / "samples.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in samples))
+    rows = [dict(r) for r in samples]
+    rows[0]["meta"] = {"temperature": 0.7, "tags": ["a"]}  # nested pass-through values survive as JSON text
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "eval"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = _cfg(tmp_path, f"samples={path}", f"out={out}", f"tracking.uri={uri}")
@@ -121,6 +123,7 @@ def test_evaluate_writes_outputs_logs_mlflow_and_resumes_from_the_cache(tmp_path
                    "e_form_per_atom", "e_hull", "spacegroup_achieved", "is_stable", "is_metastable",
                    "is_unique", "is_novel", "is_sun", "is_ssun", "formula", "cif_relaxed"):
         assert column in table.columns, column
+    assert json.loads(table["meta"].iloc[0]) == rows[0]["meta"] and table["prompt"].iloc[0] == "p"
     import mlflow
 
     mlflow.set_tracking_uri(uri)

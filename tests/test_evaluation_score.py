@@ -140,3 +140,16 @@ def test_cli_evaluate_reports_user_errors_in_one_line(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "plaidpp.cli", "evaluate", f"samples={tmp_path}/none.jsonl",
                               f"out={tmp_path}/o"], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
     assert missing.returncode == 2 and "samples file not found" in missing.stderr
+
+
+def test_a_composition_that_would_hang_smact_is_a_counted_timeout(tmp_path):
+    elements = ["Li", "Na", "K", "Rb", "Cs", "Fe", "Co", "Ni", "Cu", "Mn", "O", "S", "Se"]
+    lines = [f"{el} {i / 13:.3f} {(i * 5 % 13) / 13:.3f} {(i * 7 % 13) / 13:.3f} 1a" for i, el in enumerate(elements)]
+    text = "".join(elements) + "\nSpacegroup: P1\nabc: 9.00 9.00 9.00\nangles: 90.00 90.00 90.00\nSites (13)\n"
+    text += "\n".join(lines)
+    table, summary = score_samples([{"text": text}], _cfg(tmp_path, "relax.enabled=false", "novelty.enabled=false",
+                                                          "validity.smact_time_limit_s=0.5"))
+    assert table["parse_ok"].iloc[0] and table["valid_structure"].iloc[0]
+    assert not table["valid_composition"].iloc[0]
+    assert summary["composition_check_failures"] == {"smact_timeout": 1}
+    assert summary["failure_reasons"] == {"relax_disabled": 1}

@@ -9,7 +9,7 @@ with ``fail_reason`` saying where (first failure wins):
     element_not_in_mlip:<El>          the potential has no parameters for an element
     element_not_in_hull:<El>          no elemental reference energy, so no formation energy
     <relax reason>                    energy_nan, energy_out_of_range, cell_exploded, relax_timeout,
-                                      mlip_error:<Type>, worker_crashed
+                                      mlip_error:<Type>, worker_crashed, relaxed_cif_error:<Type>
     correction_error:<Type>           MP2020 correction failed
     hull_error:<Type>                 the phase diagram failed
     relax_disabled                    relax.enabled=false
@@ -33,6 +33,7 @@ from plaidpp.evaluation.hull import ReferenceHull, load_hull
 from plaidpp.evaluation.mlip import MLIPSpec, supported_elements
 from plaidpp.evaluation.novelty import TrainingSet, novelty, uniqueness
 from plaidpp.evaluation.relax import RelaxSettings
+from plaidpp.evaluation.symmetry import SymmetryTimeout, time_budget
 from plaidpp.evaluation.validity import composition_validity, structural_validity
 from plaidpp.evaluation.workers import relax_many
 from plaidpp.representation import DecodeError, get
@@ -128,6 +129,7 @@ def score_samples(
     structures: list[Structure | None] = [None] * n
     parse_ok, parse_reason, fail = [False] * n, [None] * n, [None] * n
     valid_s, valid_c, min_d = [False] * n, [False] * n, [math.nan] * n
+    smact_problems: Counter[str] = Counter()
     for i, (text, rep) in enumerate(zip(out["text"], out["repr"], strict=True)):
         try:
             structures[i] = get(rep).decode(text)
@@ -145,12 +147,18 @@ def score_samples(
         check = structural_validity(s, min_dist, vpa)
         valid_s[i], min_d[i] = check.valid, check.min_distance
         try:
-            valid_c[i] = composition_validity(s.composition)
-        except Exception as exc:  # noqa: BLE001 - SMACT has no data for some elements
+            # SMACT enumerates oxidation-state combinations: exponential in the number of elements
+            with time_budget(float(_cfg_get(cfg, "validity.smact_time_limit_s", 5.0))):
+                valid_c[i] = composition_validity(s.composition)
+        except SymmetryTimeout:
             valid_c[i] = False
-            log.debug("smact failed on %s: %s", s.composition, exc)
+            smact_problems["smact_timeout"] += 1
+        except Exception as exc:  # noqa: BLE001 - SMACT has no data for some elements: invalid, counted
+            valid_c[i] = False
+            smact_problems[f"smact_error:{type(exc).__name__}"] += 1
         if not check.valid:
             fail[i] = f"invalid_structure:{check.reason}"
+    info["composition_check_failures"] = dict(smact_problems)
     out["parse_ok"], out["parse_reason"] = parse_ok, parse_reason
     out["valid_structure"], out["valid_composition"] = valid_s, valid_c
     out["min_distance"] = min_d
@@ -195,7 +203,11 @@ def score_samples(
         if res["fail_reason"] is not None:
             fail[i] = res["fail_reason"]
             continue
-        relaxed_s = Structure.from_str(res["cif_relaxed"], fmt="cif")
+        try:
+            relaxed_s = Structure.from_str(res["cif_relaxed"], fmt="cif")
+        except Exception as exc:  # noqa: BLE001 - a cache row from an older writer, say: counted
+            fail[i] = f"relaxed_cif_error:{type(exc).__name__}"
+            continue
         final_structs[i] = relaxed_s
         cif_relaxed[i] = res["cif_relaxed"]
         sg_achieved[i], sg_reason[i] = res["spacegroup_achieved"], res["spacegroup_fail_reason"]

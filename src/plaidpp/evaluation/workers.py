@@ -44,7 +44,11 @@ def _job(structure: Structure, settings: RelaxSettings, sg_tol: float, sg_time: 
     result["spacegroup_achieved"] = None
     result["spacegroup_fail_reason"] = None
     if result["fail_reason"] is None and result["cif_relaxed"]:
-        relaxed = Structure.from_str(result["cif_relaxed"], fmt="cif")
+        try:
+            relaxed = Structure.from_str(result["cif_relaxed"], fmt="cif")
+        except Exception as exc:  # noqa: BLE001 - counted by the caller as a relaxation failure
+            result["fail_reason"] = f"relaxed_cif_error:{type(exc).__name__}"
+            return result
         number, reason = spacegroup_number(relaxed, sg_tol, sg_time)
         result["spacegroup_achieved"], result["spacegroup_fail_reason"] = number, reason
     return result

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
 from plaidpp.errors import UserError
+from plaidpp.evaluation.symmetry import SymmetryTimeout, time_budget
 
 
 @lru_cache(maxsize=1)
@@ -33,11 +35,21 @@ def matcher() -> StructureMatcher:
     return StructureMatcher()  # defaults on purpose: ltol=0.2, stol=0.3, angle_tol=5 (MatterGen, FlowMM)
 
 
+# Matcher calls that raised or ran out of time, by reason; reported in summary.json ("matcher_failures").
+MATCH_FAILURES: Counter[str] = Counter()
+MATCH_TIME_LIMIT_S = 10.0  # one fit; a 500-atom generated cell can take minutes
+
+
 def _safe_fit(a: Structure, b: Structure) -> bool:
+    """StructureMatcher.fit, where a failure or time-out counts as "no match" (and is counted)."""
     try:
-        return bool(matcher().fit(a, b))
-    except Exception:  # noqa: BLE001 - a degenerate lattice can make the matcher raise; count as no match
-        return False
+        with time_budget(MATCH_TIME_LIMIT_S):
+            return bool(matcher().fit(a, b))
+    except SymmetryTimeout:
+        MATCH_FAILURES["timeout"] += 1
+    except Exception as exc:  # noqa: BLE001 - a degenerate lattice can make the matcher raise
+        MATCH_FAILURES[f"error:{type(exc).__name__}"] += 1
+    return False
 
 
 def uniqueness(structures: list[Structure | None]) -> tuple[list[bool | None], list[int | None]]:

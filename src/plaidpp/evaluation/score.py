@@ -246,6 +246,9 @@ def score_samples(
     )
 
     # ---- uniqueness / novelty on the relaxed crystal where there is one, else the decoded one
+    from plaidpp.evaluation import novelty as novelty_module
+
+    novelty_module.MATCH_FAILURES.clear()
     uniq, class_id = uniqueness(final_structs)
     out["is_unique"] = [bool(u) for u in uniq]
     out["match_class"] = pd.array(class_id, dtype="Int64")
@@ -256,6 +259,7 @@ def score_samples(
     else:
         out["is_novel"] = False
         info["novelty_reference"] = None
+    info["matcher_failures"] = dict(novelty_module.MATCH_FAILURES)  # counted as "no match"
     out["is_sun"] = _first_per_class(out, out["is_stable"] & out["is_novel"])
     ssun_pool = out["spacegroup_match"] & out["is_metastable"] & out["is_novel"]
     out["is_ssun"] = _first_per_class(out, ssun_pool)

@@ -74,3 +74,11 @@ def test_a_stage_given_a_bad_option_fails_with_status_2(tmp_path):
     )
     assert proc.returncode == 2
     assert "vendored MP-20 file not found" in proc.stderr
+
+
+def test_evaluate_flags_become_hydra_overrides():
+    from plaidpp.cli import _flags_to_overrides
+
+    assert _flags_to_overrides("evaluate", ["--samples", "s.jsonl", "--out=d", "mlip=sevennet"]) == [
+        "samples=s.jsonl", "out=d", "mlip=sevennet"]
+    assert _flags_to_overrides("prepare", ["--samples", "x"]) == ["--samples", "x"]

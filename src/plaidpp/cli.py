@@ -28,6 +28,27 @@ HYDRA_COMMANDS: dict[str, str] = {
 }
 
 
+# Flag sugar for stages whose issue-given CLI uses flags: `--samples X` -> Hydra override `samples=X`.
+FLAG_OVERRIDES: dict[str, tuple[str, ...]] = {"evaluate": ("samples", "out")}
+
+
+def _flags_to_overrides(command: str, argv: list[str]) -> list[str]:
+    flags = FLAG_OVERRIDES.get(command, ())
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        name, _, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if name in flags:
+            if not value:
+                if i + 1 >= len(argv):
+                    raise UserError(f"--{name} needs a value")
+                value, i = argv[i + 1], i + 1
+            arg = f"{name}={value}"
+        out.append(arg)
+        i += 1
+    return out
+
+
 def _fail(message: str) -> int:
     print(f"plaidpp: error: {message}", file=sys.stderr)
     return 2
@@ -117,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in HYDRA_COMMANDS and "-h" not in argv[1:2]:
-            return _hydra_main(argv[0], argv[1:])
+            return _hydra_main(argv[0], _flags_to_overrides(argv[0], argv[1:]))
         return _argparse_main(argv)
     except UserError as exc:
         return _fail(str(exc))

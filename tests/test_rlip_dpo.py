@@ -77,6 +77,7 @@ def test_dpo_round_changes_the_policy_and_starts_at_log2(pi0, tmp_path):
     before, after = _weights(pi0 / "pi0"), _weights(pi0 / "pi1")
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert summary["dpo/loss_last"] < LOG2  # three steps at lr 1e-3 on six pairs push the margin up
+    assert summary["dpo/after_margins"] > 0 and summary["dpo/after_loss"] < LOG2  # trained policy vs pi_0
     assert (pi0 / "pi1" / "tokenizer.json").is_file() and not (pi0 / "pi1.ckpt").exists()
     # done means done: a second call returns the stored summary and leaves the weights alone
     again = train_dpo(pi0 / "pi0", pi0 / "pi0", pi0 / "pairs.jsonl", pi0 / "pi1", cfg)

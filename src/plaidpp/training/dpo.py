@@ -190,6 +190,12 @@ def train_dpo(policy_path: str | Path, ref_path: str | Path, pairs_path: str | P
         summary["resumed"] = bool(resume)
         summary.update(_log_history_summary(trainer.state.log_history))
         summary["log_history"] = trainer.state.log_history
+        if dpo.get("eval_after", False):
+            # the logged figures are taken before each step's update (with one or two steps they say nothing);
+            # this is the trained policy against the reference on the same pairs: how far the round moved it
+            after = trainer.evaluate(eval_dataset=trainer.train_dataset)
+            summary.update({f"dpo/after_{k.removeprefix('eval_').replace('rewards/', '')}": float(v)
+                            for k, v in after.items() if k.startswith(("eval_loss", "eval_rewards/"))})
         _save(trainer, trainer.processing_class, tmp)
         del trainer
     _copy_metadata(policy_path, tmp)

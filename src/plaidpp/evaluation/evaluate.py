@@ -96,6 +96,14 @@ def _log_mlflow(cfg: DictConfig, summary: dict[str, Any], out_dir: Path) -> None
         mlflow.log_artifact(str(out_dir / "structures.parquet"))
 
 
+def _write_metrics_copy(summary: dict[str, Any], path: Path) -> None:
+    """The summary without the echoed config (DVC shows every number in a metrics file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score ``cfg.samples`` and write ``cfg.out``/{structures.parquet, summary.json}; returns the summary."""
     if not cfg.get("samples"):
@@ -108,6 +116,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     summary["seconds"] = round(time.monotonic() - start, 1)
     summary["config"] = OmegaConf.to_container(cfg, resolve=True)
     write_outputs(table, summary, out_dir)
+    if cfg.get("metrics_file"):  # a flat copy for DVC's metrics (dvc metrics show / diff)
+        _write_metrics_copy(summary, Path(str(cfg.metrics_file)))
     if summary.get("hull_warning"):
         log.warning("summary.json: %s", summary["hull_warning"])
     _log_mlflow(cfg, summary, out_dir)

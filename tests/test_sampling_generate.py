@@ -164,16 +164,17 @@ def test_sample_stage_writes_rows_metrics_and_mlflow(tokenizer, garbage_model, t
     cfg = compose("sample", [
         f"model_dir={model_dir}", f"out_file={tmp_path}/samples/sft.jsonl", f"metrics_file={tmp_path}/sample.json",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "sampling.n_unconditional=3", "sampling.n_per_spacegroup=1",
-        "sampling.max_attempts=2", "sampling.max_new_tokens=8", "workers=1",
+        "sampling.max_attempts=2", "sampling.max_new_tokens=8", "sampling.temperature=1.3", "workers=1",
     ])
     summary = sample(cfg)
     finals = final_rows(cfg.out_file)
     assert summary["n_requested"] == 3 + 7 == len(finals)
     assert [r["spacegroup"] for r in finals] == [None] * 3 + [1, 15, 38, 119, 143, 194, 216]
+    assert {r["temperature"] for r in finals} == {1.3}
     assert json.loads(Path(cfg.metrics_file).read_text())["file_final"] == 10
     mlflow.set_tracking_uri(cfg.tracking.uri)
     run = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], output_format="list")[0]
-    assert run.data.metrics["crystals_per_s"] > 0 and run.data.params["sampling.temperature"] == "1.0"
+    assert run.data.metrics["crystals_per_s"] > 0 and run.data.params["sampling.temperature"] == "1.3"
 
 
 def test_sample_refuses_a_model_trained_on_another_representation(tokenizer, garbage_model, tmp_path):

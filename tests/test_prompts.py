@@ -8,16 +8,9 @@ from collections import Counter
 import pytest
 
 from plaidpp import prompts
+from tests.test_representation_wyckoff import TABLE3
 
-TEXT = """Mn8O12F4
-Spacegroup: C2/c
-abc: 9.55 4.98 6.95
-angles: 90.00 96.49 90.00
-Sites (24)
-Mn 0.826 0.495 0.074 8f
-O 0.832 0.906 0.599 8f
-O 0.000 0.489 0.250 4e
-F 0.000 0.000 0.000 4a"""
+TEXT = TABLE3["Mn8O12F4"]  # the paper's own C2/c example
 PROPS = {"formula": "MnO3F", "e_above_hull": 0.0123456, "formation_energy_per_atom": -2.1, "band_gap": 1.5, "spacegroup": 15}
 
 

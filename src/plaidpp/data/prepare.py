@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from plaidpp.data.mp20 import load_rows, row_properties
+from plaidpp.io import write_json
 from plaidpp.representation import DecodeError, EncodeError, get
 
 CACHE_VERSION = "2"  # bump when an encoder's output changes, to invalidate cached encodings
@@ -203,7 +204,7 @@ def prepare(cfg: DictConfig) -> dict:
     metrics["tokens_per_crystal_qwen2.5"] = token_means(all_texts, cfg.tokenizer_dir)
     metrics["tokens_per_crystal_paper_full_mp20"] = PAPER_TOKENS
     metrics["elapsed_s"] = round(time.time() - started, 1)
-    _write_json(Path(cfg.metrics_file), metrics)
+    write_json(Path(cfg.metrics_file), metrics)
     _print_summary(metrics)
     return metrics
 
@@ -247,13 +248,6 @@ def _totals(splits: dict, representations) -> dict:
                 s[representation]["tighter_tolerance_used"] for s in splits.values()
             )
     return totals
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _print_summary(metrics: dict) -> None:

@@ -99,9 +99,8 @@ def _log_mlflow(cfg: DictConfig, summary: dict[str, Any], out_dir: Path) -> None
 def _write_metrics_copy(summary: dict[str, Any], path: Path) -> None:
     """The summary without the echoed config (DVC shows every number in a metrics file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    flat = {k: v for k, v in summary.items() if k != "config"}
+    _atomic_write(path, lambda p: p.write_text(json.dumps(flat, indent=2, default=str) + "\n"))
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from plaidpp.errors import UserError
+from plaidpp.io import write_json
 from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
 from plaidpp.rlip import tracking
 from plaidpp.rlip.pairs import PairsConfig, build_pairs, write_pairs
@@ -99,10 +100,7 @@ def _mark(layout: Layout, i: int, step: str, summary: dict[str, Any]) -> dict[st
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    write_json(path, data, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -147,25 +145,31 @@ def test_sft_trains_and_writes_a_loadable_model(tmp_path):
     assert "tokens_per_s" in run.data.metrics and run.data.params["model.name"] == "tiny"
 
 
+# Runs `plaidpp sft` in a child that SIGKILLs itself right after its first checkpoint is on disk, so the
+# kill lands at the same step on any machine (polling for the checkpoint from outside raced fast CPUs).
+DIE_AFTER_FIRST_CHECKPOINT = """
+import os, signal, sys
+import transformers
+from plaidpp.cli import main
+save = transformers.Trainer._save_checkpoint
+def save_then_die(self, *args, **kwargs):
+    save(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+transformers.Trainer._save_checkpoint = save_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_sft_resumes_after_a_kill(tmp_path):
-    """Kill a real `plaidpp sft` process after its first checkpoint; the re-run continues from it."""
+    """A real `plaidpp sft` process killed after its first checkpoint; the re-run continues from it."""
     overrides = sft_overrides(tmp_path, "train.max_steps=12", "train.save_steps=3")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "plaidpp.cli", "sft", *overrides], cwd=PROJECT_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.run([sys.executable, "-c", DIE_AFTER_FIRST_CHECKPOINT, "sft", *overrides], cwd=PROJECT_ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-3000:]
     checkpoints = tmp_path / "cache" / "checkpoints" / "sft"
-    deadline = time.monotonic() + 240
-    try:
-        while not any(checkpoints.glob("checkpoint-*/trainer_state.json")):
-            assert proc.poll() is None, "sft exited before writing a checkpoint"
-            assert time.monotonic() < deadline, "no checkpoint within 240 s"
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
     done = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
-    assert done and done[-1] < 12
+    assert done == [3]
     assert not (tmp_path / "models" / "sft").exists()
 
     from plaidpp.training.sft import sft

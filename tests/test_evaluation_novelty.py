@@ -54,3 +54,18 @@ def test_training_set_from_processed_jsonl_records_path_size_and_hash(tmp_path, 
     assert not train.is_novel(Structure.from_str(rows["cif"][0], fmt="cif"))
     with pytest.raises(UserError, match="novelty reference not found"):
         TrainingSet.load(tmp_path / "absent.jsonl")
+
+
+def test_reference_from_train_and_val_files_covers_both(tmp_path, mp20_sample):
+    """The tiny model trains on train + val, so a val crystal it reproduces must not count as novel."""
+    paths = []
+    for split in ("train", "val"):
+        rows = mp20_sample(4, seed=3, split=split)
+        paths.append(tmp_path / f"{split}.jsonl")
+        paths[-1].write_text("".join(json.dumps({"cif": c, "formula": f}) + "\n"
+                                     for c, f in zip(rows["cif"], rows["pretty_formula"], strict=True)))
+    val_crystal = Structure.from_str(mp20_sample(4, seed=3, split="val")["cif"].iloc[0], fmt="cif")
+    assert TrainingSet.load_all(paths[0]).is_novel(val_crystal)
+    both = TrainingSet.load_all(paths)
+    assert both.size == 8 and not both.is_novel(val_crystal)
+    assert both.describe()["novelty_reference"] == f"{paths[0]},{paths[1]}"

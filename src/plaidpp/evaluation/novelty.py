@@ -118,6 +118,19 @@ class TrainingSet:
         # pretty_formula in MP-20 is the reduced formula (checked for all 18,106 vendored rows)
         return cls(list(frame["formula"]), list(frame["cif"]), str(path), digest)
 
+    @classmethod
+    def load_all(cls, paths: str | Path | list[str | Path], split: str | None = "train") -> TrainingSet:
+        """One reference from several files (e.g. the train and val JSONL a model was trained on together)."""
+        if isinstance(paths, (str, Path)):
+            return cls.load(paths, split)
+        parts = [cls.load(p, split) for p in paths]
+        if not parts:
+            raise UserError("novelty.reference_file is an empty list")
+        formulas = [f for part in parts for f, cifs in part._cifs.items() for _ in cifs]
+        cifs = [c for part in parts for group in part._cifs.values() for c in group]
+        digest = hashlib.sha256("".join(part.sha256 for part in parts).encode()).hexdigest()
+        return cls(formulas, cifs, ",".join(part.path for part in parts), digest)
+
     def _bucket(self, formula: str) -> list[Structure]:
         if formula not in self._parsed:
             self._parsed[formula] = [Structure.from_str(c, fmt="cif") for c in self._cifs.get(formula, [])]

@@ -64,11 +64,14 @@ def get_hull(cfg: Any) -> ReferenceHull:
 
 
 def get_training_set(cfg: Any) -> TrainingSet:
-    path = str(_cfg_get(cfg, "novelty.reference_file"))
+    from omegaconf import ListConfig
+
+    reference = _cfg_get(cfg, "novelty.reference_file")
+    paths = [str(p) for p in reference] if isinstance(reference, (list, tuple, ListConfig)) else [str(reference)]
     split = _cfg_get(cfg, "novelty.split", "train")
-    key = f"{path}:{split}"
+    key = f"{paths}:{split}"
     if key not in _TRAIN:
-        _TRAIN[key] = TrainingSet.load(path, split)
+        _TRAIN[key] = TrainingSet.load_all(paths, split)
     return _TRAIN[key]
 
 

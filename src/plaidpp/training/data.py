@@ -109,15 +109,18 @@ def tokenize_example(tokenizer, prompt: str, completion: str, max_length: int) -
 class SFTDataset(torch.utils.data.Dataset):
     """``epochs`` passes over ``rows``, item ``e * len(rows) + i`` = row i with the task drawn for epoch e.
 
+    ``epochs`` may be fractional (1.6 = every row once, then 60 % of rows again), which sizes training to a
+    wall-time budget without changing the schedule's shape.
+
     Examples are tokenized lazily (a tokenizer call is ~50 µs, far below a training step).
     """
 
-    def __init__(self, rows: list[dict], tokenizer, epochs: int, seed: int, max_length: int) -> None:
-        self.rows, self.tokenizer, self.epochs = rows, tokenizer, int(epochs)
+    def __init__(self, rows: list[dict], tokenizer, epochs: float, seed: int, max_length: int) -> None:
+        self.rows, self.tokenizer, self.epochs = rows, tokenizer, float(epochs)
         self.seed, self.max_length = int(seed), int(max_length)
 
     def __len__(self) -> int:
-        return len(self.rows) * self.epochs
+        return round(len(self.rows) * self.epochs)
 
     def example(self, index: int):
         epoch, i = divmod(index, len(self.rows))

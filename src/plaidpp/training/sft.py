@@ -179,7 +179,7 @@ def sft(cfg: DictConfig) -> dict:
     tokenizer = _tokenizer_for(cfg, rows, ckpt)
     torch.manual_seed(int(cfg.seed))
     model = _model_for(cfg, tokenizer)
-    dataset = SFTDataset(rows, tokenizer, int(cfg.train.epochs), int(cfg.seed), int(cfg.train.max_length))
+    dataset = SFTDataset(rows, tokenizer, float(cfg.train.epochs), int(cfg.seed), int(cfg.train.max_length))
     last = get_last_checkpoint(str(ckpt)) if any(ckpt.glob("checkpoint-*")) else None
     sizes = count_parameters(model)
     print(f"sft: {len(rows)} {cfg.repr.name} rows from {splits}, {len(dataset)} examples, "

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from plaidpp import tracking
 from plaidpp.errors import UserError
 from plaidpp.evaluation.score import score_samples
 
@@ -69,31 +70,15 @@ def write_outputs(table: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -
 
 
 def _log_mlflow(cfg: DictConfig, summary: dict[str, Any], out_dir: Path) -> None:
-    uri = cfg.tracking.get("uri") if "tracking" in cfg else None
-    if not uri:
-        return
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(cfg.tracking.get("experiment", "plaidpp"))
-    with mlflow.start_run(run_name=f"evaluate:{Path(str(cfg.samples)).name}"):
-        mlflow.log_params(
-            {
-                "samples": str(cfg.samples),
-                "mlip": summary["mlip"],
-                "mlip_apply_mp2020_correction": summary["mlip_apply_mp2020_correction"],
-                "hull_source": summary["hull_source"],
-                "relax": summary["relax_settings"],
-                "thresholds": json.dumps(summary["thresholds"]),
-                "novelty_reference": summary.get("novelty_reference"),
-            }
-        )
-        mlflow.log_metrics({k: float(v) for k, v in summary.items() if isinstance(v, int | float) and v is not None
-                            and not isinstance(v, bool)})
-        for number, figures in summary["per_spacegroup"].items():
-            mlflow.log_metrics({f"sg{number}/{k}": float(v) for k, v in figures.items() if v is not None})
-        mlflow.log_artifact(str(out_dir / "summary.json"))
-        mlflow.log_artifact(str(out_dir / "structures.parquet"))
+    params = {"samples": str(cfg.samples), "mlip": summary["mlip"],
+              "mlip_apply_mp2020_correction": summary["mlip_apply_mp2020_correction"],
+              "hull_source": summary["hull_source"], "relax": summary["relax_settings"],
+              "thresholds": json.dumps(summary["thresholds"]), "novelty_reference": summary.get("novelty_reference")}
+    metrics = dict(summary)
+    for number, figures in summary["per_spacegroup"].items():
+        metrics.update({f"sg{number}/{k}": v for k, v in figures.items()})
+    tracking.log_summary(cfg, f"evaluate:{Path(str(cfg.samples)).name}", params, metrics,
+                         artifacts=[out_dir / "summary.json", out_dir / "structures.parquet"])
 
 
 def _write_metrics_copy(summary: dict[str, Any], path: Path) -> None:

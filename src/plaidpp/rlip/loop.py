@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from plaidpp.errors import UserError
 from plaidpp.io import write_json
 from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
-from plaidpp.rlip import tracking
+from plaidpp import tracking
 from plaidpp.rlip.pairs import PairsConfig, build_pairs, write_pairs
 from plaidpp.rlip.schedules import Schedule
 

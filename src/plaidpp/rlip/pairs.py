@@ -318,7 +318,7 @@ def read_scored(paths: str | Path | list) -> pd.DataFrame:
 
 def pairs_stage(cfg: Any) -> dict[str, Any]:
     """``plaidpp pairs scored=<structures.parquet> out=<pairs.jsonl>``: build, save, report counts."""
-    from plaidpp.rlip.tracking import log_summary
+    from plaidpp.tracking import log_summary
 
     pcfg = PairsConfig.from_mapping({**cfg.pairs, "seed": cfg.pairs.get("seed", cfg.seed)})
     scored = cfg.scored if isinstance(cfg.scored, str) else list(cfg.scored)

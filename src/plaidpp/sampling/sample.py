@@ -19,7 +19,7 @@ from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
 from plaidpp.sampling.generate import generate
 from plaidpp.training.models import load_model_and_tokenizer
 from plaidpp.training.sft import set_threads
-from plaidpp.training.tracking import flat_params, mlflow_run
+from plaidpp.tracking import flat_params, resumable_run
 
 
 def stage_prompts(sampling: DictConfig) -> tuple[list[str], list[int]]:
@@ -60,7 +60,7 @@ def sample(cfg: DictConfig) -> dict:
     model, tokenizer = load_model_and_tokenizer(str(model_dir), cfg.model, for_training=False)
     load_seconds = time.perf_counter() - started
     out_file = Path(cfg.out_file)
-    with mlflow_run(cfg, "sample", out_file.with_name(out_file.name + ".mlflow_run_id")) as mlflow:
+    with resumable_run(cfg, "sample", out_file.with_name(out_file.name + ".mlflow_run_id")) as mlflow:
         if mlflow is not None:
             mlflow.log_params({**flat_params({"sampling": s}), "model_dir": str(model_dir), "repr": cfg.repr.name,
                                "seed": cfg.seed})

@@ -208,7 +208,7 @@ def train_dpo(policy_path: str | Path, ref_path: str | Path, pairs_path: str | P
 
 def dpo_stage(cfg: DictConfig) -> dict[str, Any]:
     """``plaidpp dpo policy=<dir> ref=<dir> pairs_file=<pairs.jsonl> out=<dir>``; ref defaults to the policy."""
-    from plaidpp.rlip.tracking import log_summary
+    from plaidpp.tracking import log_summary
 
     ref = cfg.get("ref") or cfg.policy
     summary = train_dpo(cfg.policy, ref, cfg.pairs_file, cfg.out, cfg)

@@ -27,7 +27,7 @@ from plaidpp.prompts import build_example
 from plaidpp.training.data import PadCollator, SFTDataset, load_training_rows
 from plaidpp.training.models import add_lora, build_tiny_model, count_parameters, load_base_model, load_tokenizer
 from plaidpp.training.tokenizer import train_crystal_tokenizer
-from plaidpp.training.tracking import flat_params, mlflow_run
+from plaidpp.tracking import flat_params, resumable_run
 
 
 def set_threads(workers: int) -> None:
@@ -186,7 +186,7 @@ def sft(cfg: DictConfig) -> dict:
           f"{sizes['parameters']:,} parameters ({sizes['trainable_parameters']:,} trainable)"
           + (f"; resuming from {last}" if last else ""))
 
-    with mlflow_run(cfg, "sft", ckpt / "mlflow_run_id.txt") as mlflow:
+    with resumable_run(cfg, "sft", ckpt / "mlflow_run_id.txt") as mlflow:
         if mlflow is not None and last is None:
             mlflow.log_params({**flat_params({k: cfg[k] for k in ("model", "train", "repr", "data")}),
                                "seed": cfg.seed, "n_rows": len(rows), "n_examples": len(dataset), **sizes})

@@ -1,0 +1,115 @@
+"""MLflow for every stage: one place that knows "tracking.uri null means no logging".
+
+Runs are resumable: a stage that was killed re-opens the same run (its id kept in a small file next to its
+resumable state), so the MLflow UI shows one run per stage output, not one per attempt.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def enabled(cfg: Any) -> bool:
+    return bool(cfg.get("tracking") and cfg.tracking.get("uri"))
+
+
+def flat_params(params: Any, prefix: str = "") -> dict[str, str]:
+    """Nested config or dict -> {"a.b.c": "value"} (MLflow params are flat strings, at most 6000 chars)."""
+    data = OmegaConf.to_container(params, resolve=True) if isinstance(params, DictConfig) else params
+    out: dict[str, str] = {}
+    for key, value in (data or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, DictConfig):
+            value = OmegaConf.to_container(value, resolve=True)
+        if isinstance(value, dict):
+            out.update(flat_params(value, f"{name}."))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+def _connect(cfg: Any):  # noqa: ANN202 - the mlflow module
+    import mlflow
+
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    mlflow.set_experiment(cfg.tracking.get("experiment", "plaidpp"))
+    return mlflow
+
+
+@contextmanager
+def run(cfg: Any, name: str, run_id: str | None = None, nested: bool = False,
+        tags: dict[str, str] | None = None) -> Iterator[Any]:
+    """An active MLflow run (resumed when ``run_id`` is given); yields None when tracking is off."""
+    if not enabled(cfg):
+        yield None
+        return
+    mlflow = _connect(cfg)
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, nested=nested, tags=tags) as active:
+        yield active
+
+
+@contextmanager
+def resumable_run(cfg: Any, name: str, run_id_file: Path) -> Iterator[Any]:
+    """The mlflow module inside a run whose id lives in ``run_id_file`` (re-opened after a kill); None when off.
+
+    The run ends FINISHED, or KILLED when the body raises (Ctrl-C included)."""
+    if not enabled(cfg):
+        yield None
+        return
+    mlflow = _connect(cfg)
+    run_id_file = Path(run_id_file)
+    run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
+    try:
+        active = mlflow.start_run(run_id=run_id, run_name=None if run_id else name)
+    except Exception:  # the stored run was deleted or belongs to another store: start afresh
+        active = mlflow.start_run(run_name=name)
+    run_id_file.parent.mkdir(parents=True, exist_ok=True)
+    run_id_file.write_text(active.info.run_id)
+    try:
+        yield mlflow
+        mlflow.end_run("FINISHED")
+    except BaseException:
+        mlflow.end_run("KILLED")
+        raise
+
+
+def log_params(params: dict[str, Any]) -> None:
+    import mlflow
+
+    flat = flat_params(params)
+    existing = mlflow.active_run().data.params if mlflow.active_run() else {}
+    # MLflow refuses to change a logged param; on resume, only log what is new
+    mlflow.log_params({k: v[:500] for k, v in flat.items() if k not in existing})
+
+
+def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
+    """Numeric, finite values only (None, bools and NaN are skipped); '@' is not allowed in MLflow keys."""
+    import mlflow
+
+    clean = {k.replace("@", "_"): float(v) for k, v in metrics.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+    if clean:
+        mlflow.log_metrics(clean, step=step)
+
+
+def log_summary(cfg: Any, name: str, params: dict[str, Any], metrics: dict[str, Any],
+                artifacts: list[Path] = ()) -> None:
+    """A one-shot stage run (evaluate, pairs, dpo): params, metrics and files, nested if a run is open."""
+    if not enabled(cfg):
+        return
+    import mlflow
+
+    with run(cfg, name, nested=mlflow.active_run() is not None):
+        log_params(params)
+        log_metrics(metrics)
+        for path in artifacts:
+            mlflow.log_artifact(str(path))

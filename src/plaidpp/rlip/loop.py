@@ -315,8 +315,21 @@ def run_iteration(cfg: DictConfig, layout: Layout, i: int, only: str | None = No
     return results
 
 
+def check_distinct_mlips(cfg: DictConfig) -> None:
+    """The reward and the evaluation MLIP must differ (the paper: eqV2 reward, eSEN evaluation), otherwise the
+    evaluation measures how well the policy games its own reward. ``rlip.allow_same_mlip=true`` opts out."""
+    if not cfg.evaluation.enabled or cfg.rlip.get("allow_same_mlip", False):
+        return
+    reward = (str(cfg.reward.mlip), sorted(str(o) for o in cfg.reward.overrides if str(o).startswith("mlip.")))
+    judge = (str(cfg.evaluation.mlip), sorted(str(o) for o in cfg.evaluation.overrides if str(o).startswith("mlip.")))
+    if reward == judge:
+        raise UserError(f"reward and evaluation use the same MLIP ({reward[0]} {' '.join(reward[1])}); "
+                        "choose another evaluation.mlip or checkpoint, or set rlip.allow_same_mlip=true")
+
+
 def rlip(cfg: DictConfig) -> dict[str, Any]:
     """Run RLIP iterations 1..R (or the single iteration / step asked for); returns per-iteration metrics."""
+    check_distinct_mlips(cfg)
     layout = Layout(cfg)
     schedule = Schedule.from_mapping(cfg.schedule)
     n_iter = int(cfg.rlip.iterations)

@@ -1,0 +1,50 @@
+"""Every RLIP variant the paper compares is one `+experiment=` override that composes to what it claims."""
+
+from __future__ import annotations
+
+import pytest
+
+from plaidpp.config import PROJECT_ROOT, compose
+from plaidpp.errors import UserError
+from plaidpp.rlip.loop import check_distinct_mlips
+
+EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "experiment").glob("rlip_*.yaml"))
+
+
+def test_the_papers_variants_are_all_there():
+    assert set(EXPERIMENTS) >= {"rlip_flagship", "rlip_nontiered", "rlip_stability_novelty", "rlip_fixed_ref",
+                                "rlip_iterative_sft", "rlip_coords", "rlip_paper"}
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes_to_its_own_run_with_distinct_mlips(name):
+    cfg = compose("rlip", [f"+experiment={name}"])
+    assert cfg.rlip.run == name.removeprefix("rlip_")  # its own folders and MLflow run name
+    check_distinct_mlips(cfg)
+
+
+def test_variants_change_what_the_paper_changes():
+    def get(name):
+        return compose("rlip", [f"+experiment={name}"])
+
+    assert list(get("rlip_nontiered").pairs.kinds) == ["stability"]
+    assert get("rlip_nontiered").rollout.n_per_group == 0  # the stability ablations are unconditional
+    assert set(get("rlip_stability_novelty").pairs.kinds) == {"stability_tiered", "novelty"}
+    assert set(get("rlip_flagship").pairs.kinds) == {"stability_tiered", "novelty", "spacegroup",
+                                                     "spacegroup_stability"}
+    assert get("rlip_fixed_ref").rlip.reference == "initial"
+    assert get("rlip_iterative_sft").rlip.algorithm == "sft"
+    assert get("rlip_coords").repr.name == "coords"
+    paper = get("rlip_paper")
+    assert (paper.model.name, paper.rlip.iterations, paper.rollout.n_unconditional) == ("qwen2.5-7b", 7, 10000)
+    assert (paper.dpo.beta, paper.dpo.lr) == (0.1, 1e-6)
+
+
+def test_reward_and_evaluation_mlip_must_differ():
+    with pytest.raises(UserError, match="same MLIP"):
+        check_distinct_mlips(compose("rlip", ["evaluation.mlip=chgnet"]))
+    check_distinct_mlips(compose("rlip", ["evaluation.mlip=chgnet", "rlip.allow_same_mlip=true"]))
+    with pytest.raises(UserError, match="same MLIP"):  # one fairchem checkpoint for both roles
+        check_distinct_mlips(compose("rlip", ["+experiment=rlip_paper",
+                                              'evaluation.overrides=["mlip.checkpoint=/c/eqV2_86M_omat_mp_salex.pt"]',
+                                              'reward.overrides=["mlip.checkpoint=/c/eqV2_86M_omat_mp_salex.pt"]']))

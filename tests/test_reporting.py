@@ -33,3 +33,27 @@ def test_report_tabulates_rlip_iterations_and_plots_them(tmp_path):
     assert result["sections"] == ["rlip"]
     assert "| 2 | 0.9 |" in page and "2.00 %" in page  # iteration 2: T=0.9, S.U.N. 2 %
     assert (tmp_path / "reports" / "rlip_iterations.png").stat().st_size > 1000
+
+
+def test_report_compares_variant_runs_last_iteration_against_the_sft_model(tmp_path):
+    runs = tmp_path / "metrics" / "rlip_runs"
+    runs.mkdir(parents=True)
+    for name, sun in (("nontiered", 0.02), ("fixed_ref", 0.04)):
+        iterations = {"0": {"eval/sun_rate": 0.01}, "1": {"temperature": 0.7, "eval/sun_rate": sun / 2},
+                      "2": {"temperature": 0.9, "eval/sun_rate": sun}}
+        (runs / f"{name}.json").write_text(json.dumps({"iterations": iterations}))
+    result = report(_cfg(tmp_path))
+    page = (tmp_path / "reports" / "report.md").read_text()
+    assert result["sections"] == ["rlip_runs"]
+    assert "| fixed_ref | 2 | 0.9 |" in page and "4.00 % (1.00 %)" in page
+    assert page.index("| fixed_ref |") < page.index("| nontiered |")
+
+
+def test_a_variant_run_never_overwrites_the_pipelines_rlip_metrics():
+    from plaidpp.rlip.loop import Layout, metrics_path
+
+    default = compose("rlip")
+    variant = compose("rlip", ["+experiment=rlip_nontiered"])
+    assert metrics_path(default, Layout(default)).name == "rlip.json"
+    assert metrics_path(variant, Layout(variant)).relative_to(default.paths.metrics).as_posix() == \
+        "rlip_runs/nontiered.json"

@@ -5,6 +5,7 @@ Reads what exists, skips what does not (a report after `prepare` alone is valid)
 - ``metrics/evaluate.json`` + the scored ``structures.parquet`` of the SFT baseline (E_hull histogram,
   per-space-group S.S.U.N.)
 - ``metrics/rlip.json``                   per-iteration figures (rates vs iteration, reward vs evaluation MLIP)
+- ``metrics/rlip_runs/*.json``            variants and sweep jobs (`plaidpp rlip +experiment=...`, `-m`), compared
 Writes ``reports/report.md`` and PNG plots beside it.
 """
 
@@ -77,6 +78,26 @@ def rlip_section(metrics: dict[str, Any], out_dir: Path) -> list[str]:
     return lines + [""]
 
 
+def runs_section(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per RLIP run (default, variants, sweep jobs): its last iteration against iteration 0."""
+    keys = ["eval/validity_structural", "eval/metastability_rate", "eval/stability_rate", "eval/sun_rate",
+            "eval/ssun_rate", "reward/metastability_rate"]
+    lines = ["## RLIP runs compared", "", "Last iteration of each run (iteration 0 = the SFT model, in brackets); "
+             "evaluation MLIP except the last column.", "",
+             "| run | iterations | T last | " + " | ".join(keys) + " |", "|---" * (len(keys) + 3) + "|"]
+    for name, metrics in sorted(runs.items()):
+        iterations = metrics.get("iterations", {})
+        if not iterations:
+            continue
+        last = max(iterations, key=int)
+        row, base = iterations[last], iterations.get("0", {})
+        cells = [f"{_pct(row.get(k))} ({_pct(base.get(k))})" for k in keys]
+        temperature = row.get("temperature")
+        lines.append(f"| {name} | {last} | {'–' if temperature is None else f'{temperature:g}'} | "
+                     + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def plot_rlip(iterations: dict[str, dict[str, float]], path: Path) -> Path | None:
     import matplotlib
 
@@ -146,6 +167,13 @@ def report(cfg: DictConfig) -> dict[str, Any]:
     if (rlip := _load_json(metrics_dir / "rlip.json")) is not None:
         lines += rlip_section(rlip, out_dir)
         written.append("rlip")
+    runs = {p.stem: data for p in sorted((metrics_dir / "rlip_runs").glob("*.json"))
+            if (data := _load_json(p)) is not None}
+    if runs:
+        if rlip is not None:
+            runs["default"] = rlip
+        lines += runs_section(runs)
+        written.append("rlip_runs")
     if not written:
         lines.append("Nothing to report yet: run `make run` (or `dvc repro`) first.")
     tmp = out_dir / "report.md.tmp"

@@ -89,6 +89,13 @@ class Layout:
         return self.iter_dir(i) / f"{step}.done.json"
 
 
+def metrics_path(cfg: DictConfig, layout: Layout) -> Path:
+    """``rlip.metrics_file`` for the default run (the DVC metric); ``<its dir>/rlip_runs/<run>.json`` for a
+    variant or sweep job, so an ablation never overwrites the pipeline's figures."""
+    path = Path(cfg.rlip.metrics_file)
+    return path if layout.name == "default" else path.parent / "rlip_runs" / f"{layout.name}.json"
+
+
 def _done(layout: Layout, i: int, step: str) -> dict[str, Any] | None:
     marker = layout.marker(i, step)
     return json.loads(marker.read_text()) if marker.is_file() else None
@@ -380,7 +387,7 @@ def rlip(cfg: DictConfig) -> dict[str, Any]:
     # the whole-run table, rebuilt from every iteration's markers (a single-step call sees all finished ones)
     _write_json(layout.data / "metrics.json", _collect(cfg, layout, schedule, n_iter))
     if cfg.rlip.get("metrics_file") and only is None and cfg.rlip.get("iteration") is None:
-        _write_json(Path(cfg.rlip.metrics_file), _collect(cfg, layout, schedule, n_iter))
+        _write_json(metrics_path(cfg, layout), _collect(cfg, layout, schedule, n_iter))
     print(json.dumps(summary, indent=1))
     return summary
 

@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test bench bench-representation verify-data clean-cache
+.PHONY: install run test variants sweep bench bench-representation verify-data clean-cache
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,28 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# After `make run` (they start from models/sft): the paper's RLIP ablations, one `+experiment=` each, and a
+# Hydra sweep. Each run keeps its own folders and writes metrics/rlip_runs/<run>.json; `plaidpp report`
+# tabulates them side by side. RLIP_ARGS passes overrides to every run, e.g. RLIP_ARGS=rlip.iterations=1.
+RLIP_ARGS ?=
+VARIANTS ?= rlip_nontiered rlip_stability_novelty rlip_fixed_ref rlip_iterative_sft rlip_coords
+variants: $(STAMP)
+	@for e in $(VARIANTS); do \
+	  if [ $$e = rlip_coords ] && [ ! -f models/sft-coords/config.json ]; then \
+	    echo "== plaidpp sft repr=coords (the 3D-coordinate model the coords ablation starts from)"; \
+	    $(BIN)/plaidpp sft repr=coords out_dir=models/sft-coords checkpoint_dir=.cache/checkpoints/sft-coords \
+	      metrics_file=metrics/sft_coords.json || exit 1; \
+	  fi; \
+	  echo "== plaidpp rlip +experiment=$$e $(RLIP_ARGS)"; \
+	  $(BIN)/plaidpp rlip +experiment=$$e $(RLIP_ARGS) || exit 1; \
+	done
+	$(BIN)/plaidpp report
+
+SWEEP ?= schedule=constant,ramp02 pairs.ratio=1,2
+sweep: $(STAMP)
+	$(BIN)/plaidpp rlip -m $(SWEEP) $(RLIP_ARGS)
+	$(BIN)/plaidpp report
 
 bench: bench-representation
 	@for b in benchmarks/bench_*.py; do [ "$$b" = benchmarks/bench_representation.py ] || $(BIN)/python $$b; done

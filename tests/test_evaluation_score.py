@@ -85,6 +85,10 @@ def test_score_samples_counts_every_failure_and_divides_by_all_requested(tmp_pat
     assert not table["is_sun"].iloc[3]  # a duplicate never counts twice
     assert (table.loc[table["spacegroup_match"], "spacegroup_achieved"]
             == table.loc[table["spacegroup_match"], "spacegroup_requested"]).all()
+    # the real crystals, requested with their own MP space group, are generated in it (before relaxation)
+    assert table["spacegroup_generated_match"].iloc[:4].all()
+    assert table["spacegroup_generated"].iloc[4:].isna().all()  # unconditional or unparsed: not checked
+    assert summary["spacegroup_accuracy_generated"] == pytest.approx(table["spacegroup_generated_match"].sum() / n_cond)
     assert set(summary["per_spacegroup"]) == {str(int(r["spacegroup"])) for r in samples if r["spacegroup"]}
     assert summary["hull_source"] == "mp20_fallback" and "OFFLINE FALLBACK" in summary["hull_warning"]
     for key in ("n_parsed", "validity_composition", "metastability_rate", "denominators", "unaries",

@@ -49,6 +49,9 @@ METRICS: tuple[RateMetric, ...] = (
                denominator="n_conditional"),
     RateMetric("spacegroup_accuracy", "spacegroup_match",
                "pyxtal space group of the relaxed crystal == requested", denominator="n_conditional"),
+    RateMetric("spacegroup_accuracy_generated", "spacegroup_generated_match",
+               "pyxtal space group of the crystal as generated (before relaxation) == requested",
+               denominator="n_conditional"),
 )
 
 

@@ -33,7 +33,7 @@ from plaidpp.evaluation.hull import ReferenceHull, load_hull
 from plaidpp.evaluation.mlip import MLIPSpec, supported_elements
 from plaidpp.evaluation.novelty import TrainingSet, novelty, uniqueness
 from plaidpp.evaluation.relax import RelaxSettings
-from plaidpp.evaluation.symmetry import SymmetryTimeout, time_budget
+from plaidpp.evaluation.symmetry import SymmetryTimeout, spacegroup_number, time_budget
 from plaidpp.evaluation.validity import composition_validity, structural_validity
 from plaidpp.evaluation.workers import relax_many
 from plaidpp.representation import DecodeError, get
@@ -246,6 +246,17 @@ def score_samples(
         out["is_metastable_reward"] = eh <= th_reward
     out["spacegroup_match"] = (
         (out["spacegroup_achieved"] == out["spacegroup_requested"]).fillna(False).astype(bool)
+    )
+    # The same check on the crystal as generated (before relaxation) tells "the model ignored the prompt"
+    # apart from "relaxation broke the symmetry the model wrote". Conditioned samples only.
+    sg_generated = [None] * n
+    for i, s in enumerate(structures):
+        if s is not None and not pd.isna(out["spacegroup_requested"].iloc[i]):
+            sg_generated[i], _ = spacegroup_number(s, float(_cfg_get(cfg, "symmetry.tolerance", 0.01)),
+                                                   float(_cfg_get(cfg, "symmetry.time_limit_s", 20.0)))
+    out["spacegroup_generated"] = pd.array(sg_generated, dtype="Int64")
+    out["spacegroup_generated_match"] = (
+        (out["spacegroup_generated"] == out["spacegroup_requested"]).fillna(False).astype(bool)
     )
 
     # ---- uniqueness / novelty on the relaxed crystal where there is one, else the decoded one

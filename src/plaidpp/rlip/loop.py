@@ -249,7 +249,7 @@ def _with_seed(cfg: DictConfig, seed: int) -> DictConfig:
 # ----------------------------------------------------------------------------------------------- metrics
 _RATE_KEYS = ("n_requested", "n_parsed", "parse_rate", "validity_structural", "validity_composition", "relax_rate",
               "stability_rate", "metastability_rate", "metastability_rate_reward", "uniqueness_rate", "novelty_rate",
-              "sun_rate", "ssun_rate", "spacegroup_accuracy", "mean_e_hull")
+              "sun_rate", "ssun_rate", "spacegroup_accuracy", "spacegroup_accuracy_generated", "mean_e_hull")
 
 
 def iteration_metrics(i: int, results: dict[str, dict[str, Any]], temperature: float | None) -> dict[str, float]:

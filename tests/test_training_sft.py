@@ -143,6 +143,7 @@ def test_sft_trains_and_writes_a_loadable_model(tmp_path):
     assert len(history) == 8
     assert history[-1].value < history[0].value - 0.5  # it learns: from ~ln(400) = 6 towards the format
     assert "tokens_per_s" in run.data.metrics and run.data.params["model.name"] == "tiny"
+    assert len(run.data.tags["git_commit"]) == 40 or run.data.tags["git_commit"] == "unknown"  # the code it ran
 
 
 # Runs `plaidpp sft` in a child that SIGKILLs itself right after its first checkpoint is on disk, so the

@@ -37,6 +37,23 @@ def flat_params(params: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def provenance_tags() -> dict[str, str]:
+    """The code a run ran: git commit of the project and whether the tree had uncommitted changes."""
+    import subprocess
+
+    from plaidpp.config import PROJECT_ROOT
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        return {"git_commit": git("rev-parse", "HEAD"),
+                "git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()}
+    except (OSError, subprocess.SubprocessError):  # not a git checkout (an sdist, say) or no git binary
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+
+
 def _connect(cfg: Any):  # noqa: ANN202 - the mlflow module
     import mlflow
 
@@ -53,6 +70,7 @@ def run(cfg: Any, name: str, run_id: str | None = None, nested: bool = False,
         yield None
         return
     mlflow = _connect(cfg)
+    tags = {**provenance_tags(), **(tags or {})}
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, nested=nested, tags=tags) as active:
         yield active
 
@@ -68,10 +86,11 @@ def resumable_run(cfg: Any, name: str, run_id_file: Path) -> Iterator[Any]:
     mlflow = _connect(cfg)
     run_id_file = Path(run_id_file)
     run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
+    tags = provenance_tags()
     try:
-        active = mlflow.start_run(run_id=run_id, run_name=None if run_id else name)
+        active = mlflow.start_run(run_id=run_id, run_name=None if run_id else name, tags=tags)
     except Exception:  # the stored run was deleted or belongs to another store: start afresh
-        active = mlflow.start_run(run_name=name)
+        active = mlflow.start_run(run_name=name, tags=tags)
     run_id_file.parent.mkdir(parents=True, exist_ok=True)
     run_id_file.write_text(active.info.run_id)
     try:

@@ -96,7 +96,7 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
     rlip(cfg)
     assert samples.stat().st_mtime_ns == stamp
 
-    metrics = json.loads((tmp / "rlip.json").read_text())
+    metrics = json.loads((tmp / "rlip_runs" / "t.json").read_text())  # a named run writes beside metrics_file
     assert set(metrics["iterations"]) == {"0", "1", "2"}
     assert metrics["reward_mlip"] == "chgnet" and metrics["eval_mlip"] == "sevennet"
 

@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,11 @@ def flat_params(params: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
+@lru_cache(maxsize=1)
 def provenance_tags() -> dict[str, str]:
-    """The code a run ran: git commit of the project and whether the tree had uncommitted changes."""
+    """The code a run ran: git commit of the project and whether the tree had uncommitted changes.
+
+    Computed once per process: the code a process runs is the code it imported at start."""
     import subprocess
 
     from plaidpp.config import PROJECT_ROOT
@@ -86,7 +90,7 @@ def resumable_run(cfg: Any, name: str, run_id_file: Path) -> Iterator[Any]:
     mlflow = _connect(cfg)
     run_id_file = Path(run_id_file)
     run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
-    tags = provenance_tags()
+    tags = dict(provenance_tags())  # a copy: the cached dict is shared
     try:
         active = mlflow.start_run(run_id=run_id, run_name=None if run_id else name, tags=tags)
     except Exception:  # the stored run was deleted or belongs to another store: start afresh

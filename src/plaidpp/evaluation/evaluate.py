@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from plaidpp import tracking
 from plaidpp.errors import UserError
 from plaidpp.evaluation.score import score_samples
+from plaidpp.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,7 @@ def _log_mlflow(cfg: DictConfig, summary: dict[str, Any], out_dir: Path) -> None
 
 def _write_metrics_copy(summary: dict[str, Any], path: Path) -> None:
     """The summary without the echoed config (DVC shows every number in a metrics file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flat = {k: v for k, v in summary.items() if k != "config"}
-    _atomic_write(path, lambda p: p.write_text(json.dumps(flat, indent=2, default=str) + "\n"))
+    write_json(path, {k: v for k, v in summary.items() if k != "config"}, default=str)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -184,12 +184,14 @@ def score_samples(
         else:
             todo[i] = s
     cache_file = _cfg_get(cfg, "cache.file") if _cfg_get(cfg, "cache.enabled", True) else None
+    sg_tolerance = float(_cfg_get(cfg, "symmetry.tolerance", 0.01))  # the paper's pyxtal tolerance, for both checks
+    sg_time_limit_s = float(_cfg_get(cfg, "symmetry.time_limit_s", 20.0))
     cache = RelaxCache(cache_file)
     try:
         relaxed = relax_many(
             todo, spec, settings, cache,
-            sg_tolerance=float(_cfg_get(cfg, "symmetry.tolerance", 0.01)),
-            sg_time_limit_s=float(_cfg_get(cfg, "symmetry.time_limit_s", 20.0)),
+            sg_tolerance=sg_tolerance,
+            sg_time_limit_s=sg_time_limit_s,
             workers=int(_cfg_get(cfg, "workers", 0)),
             progress=progress,
         )
@@ -252,8 +254,7 @@ def score_samples(
     sg_generated = [None] * n
     for i, s in enumerate(structures):
         if s is not None and not pd.isna(out["spacegroup_requested"].iloc[i]):
-            sg_generated[i], _ = spacegroup_number(s, float(_cfg_get(cfg, "symmetry.tolerance", 0.01)),
-                                                   float(_cfg_get(cfg, "symmetry.time_limit_s", 20.0)))
+            sg_generated[i], _ = spacegroup_number(s, sg_tolerance, sg_time_limit_s)
     out["spacegroup_generated"] = pd.array(sg_generated, dtype="Int64")
     out["spacegroup_generated_match"] = (
         (out["spacegroup_generated"] == out["spacegroup_requested"]).fillna(False).astype(bool)

@@ -327,8 +327,10 @@ def check_distinct_mlips(cfg: DictConfig) -> None:
     evaluation measures how well the policy games its own reward. ``rlip.allow_same_mlip=true`` opts out."""
     if not cfg.evaluation.enabled or cfg.rlip.get("allow_same_mlip", False):
         return
-    reward = (str(cfg.reward.mlip), sorted(str(o) for o in cfg.reward.overrides if str(o).startswith("mlip.")))
-    judge = (str(cfg.evaluation.mlip), sorted(str(o) for o in cfg.evaluation.overrides if str(o).startswith("mlip.")))
+    def identity(role: Any) -> tuple[str, list[str]]:  # the potential and its checkpoint/model overrides
+        return str(role.mlip), sorted(str(o) for o in role.overrides if str(o).startswith("mlip."))
+
+    reward, judge = identity(cfg.reward), identity(cfg.evaluation)
     if reward == judge:
         raise UserError(f"reward and evaluation use the same MLIP ({reward[0]} {' '.join(reward[1])}); "
                         "choose another evaluation.mlip or checkpoint, or set rlip.allow_same_mlip=true")
@@ -385,9 +387,10 @@ def rlip(cfg: DictConfig) -> dict[str, Any]:
             per_iteration[str(i)] = metrics
     summary = {"run": layout.name, "iterations": per_iteration}
     # the whole-run table, rebuilt from every iteration's markers (a single-step call sees all finished ones)
-    _write_json(layout.data / "metrics.json", _collect(cfg, layout, schedule, n_iter))
+    table = _collect(cfg, layout, schedule, n_iter)
+    _write_json(layout.data / "metrics.json", table)
     if cfg.rlip.get("metrics_file") and only is None and cfg.rlip.get("iteration") is None:
-        _write_json(metrics_path(cfg, layout), _collect(cfg, layout, schedule, n_iter))
+        _write_json(metrics_path(cfg, layout), table)
     print(json.dumps(summary, indent=1))
     return summary
 

@@ -46,6 +46,10 @@ def test_prepare_writes_jsonl_and_metrics_then_reuses_its_cache(small_cfg, tmp_p
     monkeypatch.setattr(prepare_module, "encode_row", fail)
     again = prepare_module.prepare(small_cfg)
     assert again["totals"] == metrics["totals"]
+    failures = (tmp_path / "processed" / "failures.csv").read_text().splitlines()
+    assert failures[0] == "split,material_id,formula,spacegroup_mp,repr,reason,detail"
+    n_failed = sum(sum(t["failures"].values()) for t in metrics["totals"].values())
+    assert len(failures) - 1 == n_failed
 
 
 def test_unencodable_rows_are_counted_not_fatal():

@@ -55,3 +55,44 @@ def test_decoded_wyckoff_keeps_the_space_group(structures):
         decoded = rep.decode(text)
         found = SpacegroupAnalyzer(decoded, symprec=0.01).get_space_group_number()
         assert found == decoded.properties["spacegroup_number"], (symbol, found)
+
+
+@pytest.fixture
+def crystal_by_id(mp20_rows):
+    from pymatgen.core import Structure
+
+    def take(material_id: str):
+        cif = mp20_rows.loc[mp20_rows["material_id"] == material_id, "cif"].item()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Structure.from_str(cif, fmt="cif")
+
+    return take
+
+
+@pytest.mark.parametrize(("name", "material_id"), [("wyckoff", "mp-562468"), ("coords", "mp-1059528")])
+def test_a_real_round_trip_failure_is_explained_as_the_matchers_primitive_reduction(name, material_id, crystal_by_id):
+    """TiF3 (R-3c) and Pr (C2/m) fail the default matcher only because its 0.25 Å primitive reduction halves
+    one side's cell; under a 0.01 Å reduction the text gives back the same crystal."""
+    from plaidpp.data.prepare import encode_row
+    from plaidpp.representation.roundtrip import mismatch_kind
+
+    original = crystal_by_id(material_id)
+    rep = get(name, tolerances=(0.01,), verify=False) if name == "wyckoff" else get(name)
+    decoded = rep.decode(rep.encode(original))
+    assert not StructureMatcher().fit(original, decoded)
+    assert mismatch_kind(original, decoded) == "matcher_primitive_reduction"
+    cif = original.to(fmt="cif")
+    assert encode_row((name, cif))["status"] == "round_trip_mismatch:matcher_primitive_reduction"
+
+
+def test_a_changed_crystal_is_not_excused(crystal_by_id):
+    from plaidpp.representation.roundtrip import mismatch_kind
+
+    original = crystal_by_id("mp-562468")
+    stretched = original.copy()
+    stretched.apply_strain([0.4, 0.0, 0.0])  # anisotropic: the matcher scales volumes away
+    assert mismatch_kind(original, stretched) == "structure_changed"
+    swapped = original.copy()
+    swapped.replace_species({"F": "Cl"})
+    assert mismatch_kind(original, swapped) == "composition_changed"

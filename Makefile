@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test variants sweep bench bench-representation verify-data clean-cache
+.PHONY: install run test test-fairchem variants sweep bench bench-representation verify-data clean-cache
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The optional fairchem backend (eSEN / UMA; ~1 GB): adds the extra to .venv, then runs its tests, which build
+# a tiny checkpoint themselves. `make test` skips them while the extra is absent.
+test-fairchem: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,fairchem]'
+	$(BIN)/python -m pytest -q tests/test_evaluation_fairchem.py tests/test_evaluation_relax.py
 
 # After `make run` (they start from models/sft): the paper's RLIP ablations, one `+experiment=` each, and a
 # Hydra sweep. Each run keeps its own folders and writes metrics/rlip_runs/<run>.json; `plaidpp report`

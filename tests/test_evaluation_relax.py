@@ -113,16 +113,9 @@ def test_supported_elements_come_from_the_models():
 
 def test_fairchem_without_the_extra_is_a_clear_user_error():
     if importlib.util.find_spec("fairchem") is not None:
-        pytest.skip("fairchem-core is installed; see test_fairchem_loader_with_a_tiny_checkpoint")
+        pytest.skip("fairchem-core is installed; tests/test_evaluation_fairchem.py covers it")
     with pytest.raises(UserError, match=r"\[fairchem\]"):
         load_calculator(MLIPSpec(name="fairchem", checkpoint="/nonexistent.pt"))
-
-
-@pytest.mark.skipif(importlib.util.find_spec("fairchem") is None,
-                    reason="fairchem-core (optional extra, ~1 GB) is not installed")
-def test_fairchem_loader_with_a_tiny_checkpoint(tmp_path):  # pragma: no cover - needs the extra
-    with pytest.raises(UserError, match="not found"):
-        load_calculator(MLIPSpec(name="fairchem", checkpoint=str(tmp_path / "absent.pt")))
 
 
 def test_structure_hash_ignores_site_order_and_periodic_wrapping():

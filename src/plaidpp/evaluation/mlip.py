@@ -39,6 +39,7 @@ class MLIPSpec:
         True for potentials trained on raw (uncorrected) GGA/GGA+U energies, False for ones that already
         predict corrected energies (CHGNet). A wrong value shifts every E_hull of O/F/S/TM-containing crystals.
     device: "cpu" or "cuda".
+    inference_settings: fairchem preset ("traineval": FP32, uncompiled; "default": compiled, reduced precision).
     """
 
     name: str
@@ -47,6 +48,7 @@ class MLIPSpec:
     task_name: str | None = None
     apply_mp2020_correction: bool = False
     device: str = "cpu"
+    inference_settings: str = "traineval"
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> MLIPSpec:
@@ -61,12 +63,14 @@ class MLIPSpec:
             task_name=get("task_name", None),
             apply_mp2020_correction=bool(get("apply_mp2020_correction", False)),
             device=str(get("device", "cpu") or "cpu"),
+            inference_settings=str(get("inference_settings", "traineval") or "traineval"),
         )
 
     def cache_tag(self) -> str:
         """Identifies the potential inside relaxation cache keys (a different model = different energies)."""
         ident = self.checkpoint or self.model
-        return f"{self.name}:{ident}:{self.task_name or ''}"
+        tag = f"{self.name}:{ident}:{self.task_name or ''}"
+        return f"{tag}:{self.inference_settings}" if self.name == "fairchem" else tag  # precision differs
 
 
 def _limit_threads() -> None:
@@ -99,7 +103,7 @@ def load_calculator(spec: MLIPSpec):
 
 
 def _load_fairchem(spec: MLIPSpec):
-    """fairchem-core >= 2: UMA/eSEN/eqV2 'predict units' wrapped in FAIRChemCalculator (lazy import)."""
+    """fairchem-core >= 2: a UMA / eSEN 'predict unit' wrapped in FAIRChemCalculator (lazy import)."""
     try:
         from fairchem.core import FAIRChemCalculator, pretrained_mlip
     except ImportError as exc:
@@ -107,15 +111,40 @@ def _load_fairchem(spec: MLIPSpec):
             "mlip=fairchem needs the optional extra: pip install -e '.[fairchem]' "
             f"(import failed: {exc.__class__.__name__})"
         ) from None
-    if spec.checkpoint:
-        if not os.path.isfile(spec.checkpoint):
-            raise UserError(f"fairchem checkpoint not found: {spec.checkpoint} (set mlip.checkpoint=PATH)")
-        unit = pretrained_mlip.load_predict_unit(spec.checkpoint, device=spec.device)
-    elif spec.model:
-        unit = pretrained_mlip.get_predict_unit(spec.model, device=spec.device)
-    else:
+    source = spec.checkpoint or spec.model
+    if not source:
         raise UserError("mlip=fairchem needs mlip.checkpoint=PATH or mlip.model=<hub name>")
+    if spec.checkpoint and not os.path.isfile(spec.checkpoint):
+        raise UserError(f"fairchem checkpoint not found: {spec.checkpoint} (set mlip.checkpoint=PATH)")
+    try:
+        if spec.checkpoint:
+            unit = pretrained_mlip.load_predict_unit(
+                spec.checkpoint, inference_settings=spec.inference_settings, device=spec.device
+            )
+        else:
+            unit = pretrained_mlip.get_predict_unit(
+                spec.model, inference_settings=spec.inference_settings, device=spec.device
+            )
+    except Exception as exc:  # noqa: BLE001 - fairchem raises many types; the user gets one line
+        if spec.checkpoint and _is_fairchem_v1_checkpoint(spec.checkpoint):
+            raise UserError(
+                f"{spec.checkpoint} is a fairchem v1 checkpoint (eqV2 / eSEN-30M-OAM era), which fairchem-core 2 "
+                "cannot load; use it with fairchem-core 1.x in its own environment, or a fairchem 2 model "
+                "(UMA, task omat). See docs/paper-scale.md"
+            ) from None
+        raise UserError(f"could not load fairchem model {source!r}: {type(exc).__name__}: {exc}"[:400]) from None
     return FAIRChemCalculator(unit, task_name=spec.task_name or "omat")
+
+
+def _is_fairchem_v1_checkpoint(path: str) -> bool:
+    """v1 checkpoints are plain dicts with a trainer 'config' and a 'state_dict'; v2 saves a dataclass."""
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)  # the user's own checkpoint file
+    except Exception:  # noqa: BLE001 - unreadable: not a v1 checkpoint we can name
+        return False
+    return isinstance(obj, dict) and "config" in obj and "state_dict" in obj
 
 
 @lru_cache(maxsize=8)

@@ -7,6 +7,7 @@ formation energy (which MP reports MP2020-corrected). The smaller MAE names the 
 recorded in conf/mlip/<name>.yaml as ``apply_mp2020_correction``.
 
     python benchmarks/measure_energy_scheme.py --mlip sevennet --n 30
+    python benchmarks/measure_energy_scheme.py --mlip fairchem mlip.model=uma-m-1p1   # with the extra + weights
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ import pandas as pd
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from plaidpp.config import PROJECT_ROOT
+from plaidpp.config import PROJECT_ROOT, compose
 from plaidpp.evaluation.energy import ElementalReferences, mp2020_correction
 from plaidpp.evaluation.mlip import MLIPSpec, load_calculator
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mlip", default="sevennet", choices=["chgnet", "sevennet"])
+    parser.add_argument("--mlip", default="sevennet", choices=["chgnet", "sevennet", "fairchem"])
     parser.add_argument("--n", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the mlip group (mlip.checkpoint=...)")
     args = parser.parse_args()
     os.environ.setdefault("PLAIDPP_TORCH_THREADS", "1")
 
@@ -40,7 +42,8 @@ def main() -> None:
     refs = ElementalReferences.from_json(
         PROJECT_ROOT / "data/raw/hull/matbench_discovery_2023-02-07-mp-elemental-reference-entries.json.gz"
     )
-    calc = load_calculator(MLIPSpec(name=args.mlip))
+    spec = MLIPSpec.from_cfg(compose("evaluate", [f"mlip={args.mlip}", *args.overrides]).mlip)
+    calc = load_calculator(spec)
     raw_err, corr_err, corrections = [], [], []
     start = time.monotonic()
     for cif, e_dft in zip(sample["cif"], sample["formation_energy_per_atom"].astype(float), strict=True):
@@ -55,7 +58,7 @@ def main() -> None:
         corrections.append(correction / comp.num_atoms)
     raw_err, corr_err, corrections = map(np.asarray, (raw_err, corr_err, corrections))
     touched = np.abs(corrections) > 1e-6
-    print(f"mlip={args.mlip} n={args.n} seed={args.seed} ({time.monotonic() - start:.0f} s)")
+    print(f"mlip={spec.cache_tag()} n={args.n} seed={args.seed} ({time.monotonic() - start:.0f} s)")
     print(f"  structures with a non-zero MP2020 correction: {touched.sum()} (mean {corrections[touched].mean():+.3f} eV/atom)")
     print(f"  formation-energy MAE, energy as predicted    : {np.abs(raw_err).mean():.3f} eV/atom")
     print(f"  formation-energy MAE, + MP2020 correction     : {np.abs(corr_err).mean():.3f} eV/atom")

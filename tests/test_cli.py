@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 
+import pytest
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
@@ -82,3 +83,10 @@ def test_evaluate_flags_become_hydra_overrides():
     assert _flags_to_overrides("evaluate", ["--samples", "s.jsonl", "--out=d", "mlip=sevennet"]) == [
         "samples=s.jsonl", "out=d", "mlip=sevennet"]
     assert _flags_to_overrides("prepare", ["--samples", "x"]) == ["--samples", "x"]
+
+
+@pytest.mark.parametrize("override", ["mlip=no_such_potential", "no_such_key=3", "data.url=x/{split}"])
+def test_a_mistyped_override_is_one_line_and_status_2(override, capsys):
+    assert main(["evaluate", override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad override" in err, err

@@ -9,7 +9,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from plaidpp.config import compose
-from plaidpp.data.mp20 import CDVAE_COLUMNS, git_blob_sha1, load_rows, row_properties, verify_full_split
+from plaidpp.data.mp20 import (
+    CDVAE_COLUMNS,
+    fetch_full,
+    git_blob_sha1,
+    load_rows,
+    row_properties,
+    verify_full_split,
+)
 from plaidpp.errors import UserError
 from tests.conftest import VENDORED_MP20
 
@@ -73,3 +80,29 @@ def test_the_configured_full_hashes_are_the_cdvae_ones():
     }
     with pytest.raises(UserError, match="missing"):
         verify_full_split(cfg.data.dir + "/nonexistent.csv", cfg.data.git_blob_sha1.train)
+
+
+def test_fetch_downloads_from_a_mirror_and_verifies_each_split(tmp_path, mp20_sample):
+    """The download path, offline: a file:// mirror of real rows stands in for cdvae's GitHub URL."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    cfg = _full_cfg(mirror, mp20_sample)
+    OmegaConf.update(cfg, "data.url", f"file://{mirror}/{{split}}.csv")
+    OmegaConf.update(cfg, "data.dir", str(tmp_path / "fetched"))
+    paths = fetch_full(cfg.data)
+    assert [p.name for p in paths] == ["train.csv", "val.csv", "test.csv"]
+    assert all(p.read_bytes() == (mirror / p.name).read_bytes() for p in paths)
+
+
+def test_fetch_without_a_reachable_source_is_a_one_line_error(tmp_path):
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "plaidpp.cli", "fetch", "data=full", f"data.dir={tmp_path / 'out'}",
+         f"data.url='file://{tmp_path}/absent/{{split}}.csv'"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1 and "could not download" in error_lines[0], result.stderr
+    assert not list((tmp_path / "out").glob("*.csv")), "a failed download must not leave a split behind"

@@ -112,12 +112,31 @@ def _argparse_main(argv: list[str]) -> int:
     return args.run(args)
 
 
+def _check_overrides(command: str, argv: list[str]) -> None:
+    """Compose once before Hydra runs, so a mistyped override (bad syntax, unknown group option or key) is one
+    line and status 2 instead of Hydra's multi-line report and status 1. Sweeps and Hydra's own flags and
+    settings are left to Hydra."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from plaidpp.config import compose
+
+    if any(arg.startswith("-") or arg.lstrip("+~").startswith("hydra") for arg in argv):
+        return
+    try:
+        compose(command, argv)
+    except (HydraException, OmegaConfBaseException) as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise UserError(f"bad override: {first}") from None
+
+
 def _hydra_main(command: str, argv: list[str]) -> int:
     import hydra
     from omegaconf import DictConfig
 
     from plaidpp.config import conf_dir
 
+    _check_overrides(command, argv)
     module_name, function_name = HYDRA_COMMANDS[command].split(":")
 
     @hydra.main(config_path=str(conf_dir()), config_name=command, version_base="1.3")

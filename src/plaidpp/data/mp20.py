@@ -52,8 +52,13 @@ def fetch_full(data_cfg: DictConfig) -> list[Path]:
     for split in data_cfg.splits:
         target = out / f"{split}.csv"
         if not target.exists():
+            url = data_cfg.url.format(split=split)
             tmp = target.with_suffix(".csv.part")
-            urllib.request.urlretrieve(data_cfg.url.format(split=split), tmp)
+            try:
+                urllib.request.urlretrieve(url, tmp)
+            except OSError as exc:  # URLError, HTTPError, timeouts: no internet is the usual cause
+                raise UserError(f"could not download {url} ({getattr(exc, 'reason', exc)}); "
+                                "plaidpp fetch needs internet once") from None
             tmp.replace(target)
         verify_full_split(target, data_cfg.git_blob_sha1[split])
         paths.append(target)

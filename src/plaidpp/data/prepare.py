@@ -3,8 +3,9 @@
 For every row: parse the CIF, encode it in each representation, decode the text back and check it matches
 the original under StructureMatcher (pymatgen defaults, no oxidation states). Results are cached in an
 sqlite file keyed by (representation, CIF hash), so a re-run (or a run resumed after a kill) only encodes
-what is new. Rows that cannot be encoded are left out of the JSONL and counted by reason in
-``metrics/prepare.json``, which also holds the mean Qwen2.5 token count of each representation.
+what is new. Rows that cannot be encoded are left out of the JSONL, counted by reason in
+``metrics/prepare.json`` (which also holds the mean Qwen2.5 token count of each representation) and listed
+one per line in ``failures.csv`` beside the JSONL.
 """
 
 from __future__ import annotations

@@ -85,25 +85,25 @@ def small_binaries(mp20_rows):
 
 
 @pytest.fixture(scope="module")
-def rock_salt(small_binaries):
+def small_binary(small_binaries):
     return small_binaries[0]
 
 
-def test_a_self_built_checkpoint_loads_and_predicts_finite_energies(tiny_checkpoint, rock_salt):
+def test_a_self_built_checkpoint_loads_and_predicts_finite_energies(tiny_checkpoint, small_binary):
     from pymatgen.io.ase import AseAtomsAdaptor
 
     calc = load_calculator(MLIPSpec(name="fairchem", checkpoint=str(tiny_checkpoint), task_name=TASK))
-    atoms = AseAtomsAdaptor.get_atoms(rock_salt)
+    atoms = AseAtomsAdaptor.get_atoms(small_binary)
     atoms.calc = calc
     energy = atoms.get_potential_energy()
     assert math.isfinite(energy)
-    assert atoms.get_forces().shape == (len(rock_salt), 3)
+    assert atoms.get_forces().shape == (len(small_binary), 3)
     assert atoms.get_stress().shape == (6,)
 
 
-def test_the_relaxation_path_runs_on_the_fairchem_calculator(tiny_checkpoint, rock_salt):
+def test_the_relaxation_path_runs_on_the_fairchem_calculator(tiny_checkpoint, small_binary):
     calc = load_calculator(MLIPSpec(name="fairchem", checkpoint=str(tiny_checkpoint), task_name=TASK))
-    result = relax_structure(rock_salt, calc, RelaxSettings(steps=5, fmax=0.05))
+    result = relax_structure(small_binary, calc, RelaxSettings(steps=5, fmax=0.05))
     # random weights: the numbers mean nothing, but the same FIRE + cell-filter path as CHGNet/SevenNet ran
     assert result.fail_reason is None or result.fail_reason.startswith(("energy_", "cell_")), result.fail_reason
     if result.fail_reason is None:

@@ -219,17 +219,13 @@ def prepare(cfg: DictConfig) -> dict:
             for representation in cfg.representations:
                 tasks = [(representation, cif) for cif in rows["cif"]]
                 results = encode_all(tasks, cache, workers, desc=f"{split}/{representation}")
-                records = [
-                    _jsonl_record(row, representation, res)
-                    for (_, row), res in zip(rows.iterrows(), results)
-                    if res["status"] == "ok"
-                ]
+                records = []
+                for (_, row), res in zip(rows.iterrows(), results):
+                    if res["status"] == "ok":
+                        records.append(_jsonl_record(row, representation, res))
+                    else:
+                        failed_rows.append(_failure_record(row, representation, res))
                 _write_jsonl(out_dir / representation / f"{split}.jsonl", records)
-                failed_rows.extend(
-                    _failure_record(row, representation, res)
-                    for (_, row), res in zip(rows.iterrows(), results)
-                    if res["status"] != "ok"
-                )
                 all_texts[representation].extend(r["text"] for r in records)
                 split_metrics[representation] = _summarise(results, representation)
             metrics["splits"][split] = split_metrics

@@ -85,8 +85,13 @@ def test_evaluate_flags_become_hydra_overrides():
     assert _flags_to_overrides("prepare", ["--samples", "x"]) == ["--samples", "x"]
 
 
-@pytest.mark.parametrize("override", ["mlip=no_such_potential", "no_such_key=3", "data.url=x/{split}"])
-def test_a_mistyped_override_is_one_line_and_status_2(override, capsys):
-    assert main(["evaluate", override]) == 2
+@pytest.mark.parametrize(("override", "says"), [
+    ("mlip=no_such_potential", "mlip=no_such_potential: no such preset; choose from chgnet, fairchem, sevennet"),
+    ("no_such_key=3", "unknown setting no_such_key"),
+    ("relax.stpes=3", "unknown setting relax.stpes (did you mean relax.steps?)"),
+    ("data.url=x/{split}", "bad override"),
+])
+def test_a_mistyped_override_is_one_line_and_status_2(override, says, capsys):
+    assert main(["evaluate", "--samples", "s.jsonl", "--out", "o", override]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "bad override" in err, err
+    assert err.count("\n") == 1 and says in err, err

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import subprocess
 
 import pytest
-from omegaconf import OmegaConf
 
 from plaidpp.config import compose
 from plaidpp.data.mp20 import (
@@ -52,9 +52,8 @@ def _full_cfg(tmp_path, mp20_sample):
         path = tmp_path / f"{split}.csv"
         frame.to_csv(path, index=False)
         hashes[split] = git_blob_sha1(path)
-    cfg = compose("prepare", ["data=full", f"data.dir={tmp_path}"])
-    OmegaConf.update(cfg, "data.git_blob_sha1", hashes, merge=False)
-    return cfg
+    return compose("prepare", ["data=full", f"data.dir={tmp_path}",
+                               *(f"data.git_blob_sha1.{split}={sha}" for split, sha in hashes.items())])
 
 
 def test_full_mp20_loads_when_the_hashes_match(tmp_path, mp20_sample):
@@ -73,13 +72,13 @@ def test_full_mp20_is_refused_when_a_file_was_altered(tmp_path, mp20_sample):
 
 def test_the_configured_full_hashes_are_the_cdvae_ones():
     cfg = compose("prepare", ["data=full"])
-    assert dict(cfg.data.git_blob_sha1) == {
+    assert cfg.data.git_blob_sha1 == {
         "train": "b1c9d498565ac2fd8d075a51ff2ef5e51ba6c21f",
         "val": "7efe4d7ebeb4f460ceaad35e5326c42111d9c9a1",
         "test": "5dc643041df53f5ce4970a79930ad262b4f07acd",
     }
     with pytest.raises(UserError, match="missing"):
-        verify_full_split(cfg.data.dir + "/nonexistent.csv", cfg.data.git_blob_sha1.train)
+        verify_full_split(cfg.data.dir + "/nonexistent.csv", cfg.data.git_blob_sha1["train"])
 
 
 def test_fetch_downloads_from_a_mirror_and_verifies_each_split(tmp_path, mp20_sample):
@@ -87,9 +86,8 @@ def test_fetch_downloads_from_a_mirror_and_verifies_each_split(tmp_path, mp20_sa
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     cfg = _full_cfg(mirror, mp20_sample)
-    OmegaConf.update(cfg, "data.url", f"file://{mirror}/{{split}}.csv")
-    OmegaConf.update(cfg, "data.dir", str(tmp_path / "fetched"))
-    paths = fetch_full(cfg.data)
+    data = dataclasses.replace(cfg.data, url=f"file://{mirror}/{{split}}.csv", dir=str(tmp_path / "fetched"))
+    paths = fetch_full(data)
     assert [p.name for p in paths] == ["train.csv", "val.csv", "test.csv"]
     assert all(p.read_bytes() == (mirror / p.name).read_bytes() for p in paths)
 

@@ -6,29 +6,19 @@ import json
 
 import pytest
 
-from plaidpp.config import compose
 from plaidpp.data import prepare as prepare_module
 from plaidpp.representation import get
 
 
 @pytest.fixture
-def small_cfg(tmp_path):
-    return compose(
-        "prepare",
-        [
-            f"paths.processed={tmp_path / 'processed'}",
-            f"paths.metrics={tmp_path / 'metrics'}",
-            f"paths.cache={tmp_path / 'cache'}",
-            "data.max_rows_per_split=12",
-            "workers=1",
-        ],
-    )
+def small_cfg(make_config):
+    return make_config("prepare", "data.max_rows_per_split=12")
 
 
 def test_prepare_writes_jsonl_and_metrics_then_reuses_its_cache(small_cfg, tmp_path, monkeypatch):
     metrics = prepare_module.prepare(small_cfg)
     for representation in ("wyckoff", "coords"):
-        lines = (tmp_path / "processed" / representation / "train.jsonl").read_text().splitlines()
+        lines = (tmp_path / "data" / "processed" / representation / "train.jsonl").read_text().splitlines()
         assert len(lines) == metrics["splits"]["train"][representation]["encoded"] >= 11
         record = json.loads(lines[0])
         assert {"material_id", "text", "formula", "spacegroup", "n_sites", "properties", "cif"} <= set(record)
@@ -46,7 +36,7 @@ def test_prepare_writes_jsonl_and_metrics_then_reuses_its_cache(small_cfg, tmp_p
     monkeypatch.setattr(prepare_module, "encode_row", fail)
     again = prepare_module.prepare(small_cfg)
     assert again["totals"] == metrics["totals"]
-    failures = (tmp_path / "processed" / "failures.csv").read_text().splitlines()
+    failures = (tmp_path / "data" / "processed" / "failures.csv").read_text().splitlines()
     assert failures[0] == "split,material_id,formula,spacegroup_mp,repr,reason,detail"
     n_failed = sum(sum(t["failures"].values()) for t in metrics["totals"].values())
     assert len(failures) - 1 == n_failed
@@ -77,7 +67,7 @@ Ni Ni1 0 0 0 0.5
 
 def test_space_group_conditioning_uses_the_group_the_text_carries(small_cfg, tmp_path):
     prepare_module.prepare(small_cfg)
-    for line in (tmp_path / "processed" / "wyckoff" / "val.jsonl").read_text().splitlines():
+    for line in (tmp_path / "data" / "processed" / "wyckoff" / "val.jsonl").read_text().splitlines():
         record = json.loads(line)
         decoded = get("wyckoff").decode(record["text"])
         assert record["properties"]["spacegroup"] == record["spacegroup"] == decoded.properties["spacegroup_number"]

@@ -18,8 +18,9 @@ fairchem_core = pytest.importorskip("fairchem.core", reason="fairchem-core (opti
 import torch  # noqa: E402
 
 from plaidpp.errors import UserError  # noqa: E402
-from plaidpp.evaluation.mlip import MLIPSpec, load_calculator  # noqa: E402
-from plaidpp.evaluation.relax import RelaxSettings, relax_structure  # noqa: E402
+from plaidpp.evaluation.mlip import load_calculator  # noqa: E402
+from plaidpp.evaluation.relax import relax_structure
+from plaidpp.settings.evaluation import MLIPSettings, RelaxSettings  # noqa: E402
 
 TASK = "omat"  # the UMA task that predicts PBE/PBE+U energies, as in MP
 
@@ -92,7 +93,7 @@ def small_binary(small_binaries):
 def test_a_self_built_checkpoint_loads_and_predicts_finite_energies(tiny_checkpoint, small_binary):
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    calc = load_calculator(MLIPSpec(name="fairchem", checkpoint=str(tiny_checkpoint), task_name=TASK))
+    calc = load_calculator(MLIPSettings(name="fairchem", apply_mp2020_correction=True, checkpoint=str(tiny_checkpoint), task_name=TASK))
     atoms = AseAtomsAdaptor.get_atoms(small_binary)
     atoms.calc = calc
     energy = atoms.get_potential_energy()
@@ -102,7 +103,7 @@ def test_a_self_built_checkpoint_loads_and_predicts_finite_energies(tiny_checkpo
 
 
 def test_the_relaxation_path_runs_on_the_fairchem_calculator(tiny_checkpoint, small_binary):
-    calc = load_calculator(MLIPSpec(name="fairchem", checkpoint=str(tiny_checkpoint), task_name=TASK))
+    calc = load_calculator(MLIPSettings(name="fairchem", apply_mp2020_correction=True, checkpoint=str(tiny_checkpoint), task_name=TASK))
     result = relax_structure(small_binary, calc, RelaxSettings(steps=5, fmax=0.05))
     # random weights: the numbers mean nothing, but the same FIRE + cell-filter path as CHGNet/SevenNet ran
     assert result.fail_reason is None or result.fail_reason.startswith(("energy_", "cell_")), result.fail_reason
@@ -112,9 +113,9 @@ def test_the_relaxation_path_runs_on_the_fairchem_calculator(tiny_checkpoint, sm
 
 def test_a_missing_checkpoint_and_an_unknown_hub_name_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        load_calculator(MLIPSpec(name="fairchem", checkpoint=str(tmp_path / "absent.pt")))
+        load_calculator(MLIPSettings(name="fairchem", apply_mp2020_correction=True, checkpoint=str(tmp_path / "absent.pt")))
     with pytest.raises(UserError, match="fairchem"):
-        load_calculator(MLIPSpec(name="fairchem", model="no-such-model"))
+        load_calculator(MLIPSettings(name="fairchem", apply_mp2020_correction=True, model="no-such-model"))
 
 
 def test_a_fairchem_v1_checkpoint_is_refused_with_a_clear_error(tmp_path):
@@ -123,7 +124,7 @@ def test_a_fairchem_v1_checkpoint_is_refused_with_a_clear_error(tmp_path):
     v1 = tmp_path / "eqV2_v1_layout.pt"
     torch.save({"config": {"model": {"name": "equiformer_v2"}}, "state_dict": {}}, v1)
     with pytest.raises(UserError, match="fairchem-core 1"):
-        load_calculator(MLIPSpec(name="fairchem", checkpoint=str(v1)))
+        load_calculator(MLIPSettings(name="fairchem", apply_mp2020_correction=True, checkpoint=str(v1)))
 
 
 def test_evaluate_scores_crystals_with_the_fairchem_backend_in_worker_processes(tiny_checkpoint, small_binaries,
@@ -137,8 +138,8 @@ def test_evaluate_scores_crystals_with_the_fairchem_backend_in_worker_processes(
     rows.append({"text": "not a crystal", "spacegroup": None})
     cfg = compose("evaluate", [
         "mlip=fairchem", f"mlip.checkpoint={tiny_checkpoint}", f"paths.cache={tmp_path / 'cache'}",
-        f"novelty.reference_file={PROJECT_ROOT / 'data/raw/mp20/mp20_partial_merged.csv.gz'}", "workers=2",
-        "progress=false", "relax.steps=5", "tracking.uri=null", "hull=mp20_fallback",
+        f"novelty.reference_file=[{PROJECT_ROOT / 'data/raw/mp20/mp20_partial_merged.csv.gz'}]", "workers=2",
+        "progress=false", "relax.steps=5", "tracking.uri=null", "hull=mp20_fallback", "samples=-", "out=-",
     ])
     table, summary = score_samples(rows, cfg)
     assert summary["n_requested"] == 3 and summary["n_parsed"] == 2

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import pickle
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram, PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
@@ -18,6 +18,7 @@ from plaidpp.config import compose
 from plaidpp.errors import UserError
 from plaidpp.evaluation.energy import ElementalReferences, mp2020_correction, mp_hubbards
 from plaidpp.evaluation.hull import FALLBACK_WARNING, load_hull
+from plaidpp.settings.evaluation import HullSettings
 
 # Tiny made-up Li-O-Fe energies (eV/atom, "already MP2020-corrected" as MP serves them).
 REF = {"Li": -1.9, "O": -4.9, "Fe": -8.3}
@@ -50,7 +51,7 @@ def tiny_mbd(tmp_path):
 
 
 def _hull_cfg(**kw):
-    return OmegaConf.create(kw)
+    return HullSettings(**kw)
 
 
 def test_mp_hubbards_follow_pymatgens_mp2020_table():
@@ -111,8 +112,8 @@ def test_pickled_phase_diagram_is_refused_unless_allowed(tiny_mbd, tmp_path):
 
 
 def test_missing_matbench_discovery_file_is_a_user_error_and_auto_falls_back_loudly(tmp_path, caplog):
-    base = compose("evaluate", [f"hull.entries_file={tmp_path / 'absent.json.gz'}"])
-    explicit = OmegaConf.merge(base.hull, {"source": "matbench_discovery"})
+    base = compose("evaluate", [f"hull.entries_file={tmp_path / 'absent.json.gz'}", "samples=-", "out=-"])
+    explicit = dataclasses.replace(base.hull, source="matbench_discovery")
     with pytest.raises(UserError, match="not found"):
         load_hull(explicit)
     with caplog.at_level("WARNING"):
@@ -125,7 +126,7 @@ def test_missing_matbench_discovery_file_is_a_user_error_and_auto_falls_back_lou
 def test_fallback_hull_reproduces_mp_e_above_hull_from_dft_energies(mp20_sample):
     """With MP-20's own DFT formation energies the fallback hull should give MP's labels back (measured:
     median |diff| 3e-7, mean 0.004 eV/atom on 300 rows); each crystal is in the hull, so E_hull >= 0."""
-    hull = load_hull(compose("evaluate", ["hull=mp20_fallback"]).hull)
+    hull = load_hull(compose("evaluate", ["hull=mp20_fallback", "samples=-", "out=-"]).hull)
     rows = mp20_sample(80, seed=11)
     ours = np.array([hull.e_above_hull(Composition(f), e)
                      for f, e in zip(rows["pretty_formula"], rows["formation_energy_per_atom"], strict=True)])

@@ -12,19 +12,26 @@ from pymatgen.core import Lattice, Structure
 from plaidpp.errors import UserError
 from plaidpp.evaluation.cache import RelaxCache, structure_hash
 from plaidpp.evaluation.energy import ElementalReferences, mp2020_correction
-from plaidpp.evaluation.mlip import MLIPSpec, load_calculator, supported_elements
-from plaidpp.evaluation.relax import RelaxSettings, relax_structure
+from plaidpp.evaluation.mlip import load_calculator, supported_elements
+from plaidpp.config import PROJECT_ROOT, compose
+from plaidpp.evaluation.relax import relax_structure
 from plaidpp.evaluation.symmetry import spacegroup_number
 from plaidpp.evaluation.workers import relax_many
-from plaidpp.config import PROJECT_ROOT
+from plaidpp.settings.evaluation import MLIPSettings, RelaxSettings
 
 REFS = PROJECT_ROOT / "data/raw/hull/matbench_discovery_2023-02-07-mp-elemental-reference-entries.json.gz"
 FAST = RelaxSettings(steps=60, fmax=0.05)
+SG = {"sg_tolerance": 0.01, "sg_time_limit_s": 20.0}  # the paper's pyxtal tolerance
+
+
+def preset(name: str) -> MLIPSettings:
+    """A potential exactly as ``mlip=<name>`` configures it (conf/mlip/<name>.yaml)."""
+    return compose("evaluate", [f"mlip={name}", "samples=-", "out=-"]).mlip
 
 
 @pytest.fixture(scope="module")
 def chgnet():
-    return load_calculator(MLIPSpec(name="chgnet", model="0.3.0"))
+    return load_calculator(preset("chgnet"))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +59,7 @@ def test_chgnet_relaxes_mp20_crystals_to_their_dft_formation_energy(chgnet, smal
 @pytest.mark.slow
 def test_sevennet_needs_the_mp2020_correction(mp20_rows):
     """SevenNet-0 predicts raw GGA/GGA+U energies: on a corrected (oxide/TM) crystal MP2020 must close the gap."""
-    calc = load_calculator(MLIPSpec(name="sevennet", model="7net-0"))
+    calc = load_calculator(preset("sevennet"))
     refs = ElementalReferences.from_json(REFS)
     row = mp20_rows[(mp20_rows["pretty_formula"] == "Fe2O3")].iloc[0]
     s = Structure.from_str(row["cif"], fmt="cif")
@@ -105,8 +112,8 @@ def test_an_error_inside_the_potential_is_counted_with_its_type(small_crystals):
 
 
 def test_supported_elements_come_from_the_models():
-    chg = supported_elements(MLIPSpec(name="chgnet"))
-    seven = supported_elements(MLIPSpec(name="sevennet", model="7net-0"))
+    chg = supported_elements(preset("chgnet"))
+    seven = supported_elements(preset("sevennet"))
     assert "Pu" in chg and "Am" not in chg
     assert seven is not None and "Fe" in seven and len(seven) == 89
 
@@ -115,7 +122,7 @@ def test_fairchem_without_the_extra_is_a_clear_user_error():
     if importlib.util.find_spec("fairchem") is not None:
         pytest.skip("fairchem-core is installed; tests/test_evaluation_fairchem.py covers it")
     with pytest.raises(UserError, match=r"\[fairchem\]"):
-        load_calculator(MLIPSpec(name="fairchem", checkpoint="/nonexistent.pt"))
+        load_calculator(MLIPSettings(name="fairchem", apply_mp2020_correction=True, checkpoint="/nonexistent.pt"))
 
 
 def test_structure_hash_ignores_site_order_and_periodic_wrapping():
@@ -126,20 +133,20 @@ def test_structure_hash_ignores_site_order_and_periodic_wrapping():
 
 
 def test_relax_many_caches_results_and_resumes_without_relaxing_again(tmp_path, small_crystals):
-    spec = MLIPSpec(name="chgnet", model="0.3.0")
+    spec = preset("chgnet")
     structures = {0: small_crystals[1][0], 1: small_crystals[1][0].copy(), 2: small_crystals[2][0]}
     cache = RelaxCache(tmp_path / "relax.sqlite")
-    first = relax_many(structures, spec, FAST, cache, workers=1, progress=False)
+    first = relax_many(structures, spec, FAST, cache, workers=1, progress=False, **SG)
     assert len(cache) == 2  # rows 0 and 1 are the same crystal: relaxed once
     assert not any(r["cached"] for r in first.values())
     cache.close()
     reopened = RelaxCache(tmp_path / "relax.sqlite")  # as after a killed run
-    second = relax_many(structures, spec, FAST, reopened, workers=1, progress=False)
+    second = relax_many(structures, spec, FAST, reopened, workers=1, progress=False, **SG)
     assert all(r["cached"] for r in second.values())
     assert second[2]["energy_total"] == first[2]["energy_total"]
     # other relax settings or another potential are other keys
     assert relax_many({0: structures[2]}, spec, RelaxSettings(steps=3, fmax=0.05), reopened,
-                      workers=1, progress=False)[0]["cached"] is False
+                      workers=1, progress=False, **SG)[0]["cached"] is False
 
 
 def test_spacegroup_by_pyxtal_and_its_time_budget(mp20_rows):

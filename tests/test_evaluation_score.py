@@ -16,14 +16,16 @@ from plaidpp.evaluation import score_samples
 from plaidpp.evaluation.evaluate import evaluate
 from plaidpp.representation import get
 
+from .conftest import shrunk_overrides
+
 CSV = PROJECT_ROOT / "data/raw/mp20/mp20_partial_merged.csv.gz"
 
 
-def _cfg(tmp_path, *extra):
-    return compose("evaluate", [
-        f"paths.cache={tmp_path / 'cache'}", f"novelty.reference_file={CSV}", "workers=1", "progress=false",
-        "relax.steps=40", "relax.fmax=0.1", "tracking.uri=null", "hull=mp20_fallback", *extra,
-    ])
+def _cfg(tmp_path, *extra, tracking=False):
+    """The real evaluate config, shrunk: CHGNet, short relaxations, the vendored train rows as the reference."""
+    return compose("evaluate", shrunk_overrides("evaluate", tmp_path, [
+        "samples=unused", "out=unused", "mlip=chgnet", f"novelty.reference_file=[{CSV}]", "progress=false",
+        "relax.steps=40", "relax.fmax=0.1", "hull=mp20_fallback", *extra], tracking=tracking))
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +119,7 @@ def test_evaluate_writes_outputs_logs_mlflow_and_resumes_from_the_cache(tmp_path
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "eval"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cfg = _cfg(tmp_path, f"samples={path}", f"out={out}", f"tracking.uri={uri}")
+    cfg = _cfg(tmp_path, f"samples={path}", f"out={out}", tracking=True)
     summary = evaluate(cfg)
     table = pd.read_parquet(out / "structures.parquet")
     on_disk = json.loads((out / "summary.json").read_text())
@@ -144,6 +146,24 @@ def test_cli_evaluate_reports_user_errors_in_one_line(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "plaidpp.cli", "evaluate", f"samples={tmp_path}/none.jsonl",
                               f"out={tmp_path}/o"], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
     assert missing.returncode == 2 and "samples file not found" in missing.stderr
+
+
+def test_a_sample_asking_for_a_space_group_that_does_not_exist_is_refused(tmp_path, samples):
+    """Silently treating spacegroup 999 as unconditional would change n_conditional and S.S.U.N."""
+    path = tmp_path / "samples.jsonl"
+    path.write_text(json.dumps(samples[0]) + "\n" + json.dumps({**samples[1], "spacegroup": 999}) + "\n")
+    from plaidpp.cli import main
+
+    import io
+    from contextlib import redirect_stderr
+
+    err = io.StringIO()
+    with redirect_stderr(err):
+        status = main(["evaluate", "--samples", str(path), "--out", str(tmp_path / "o"), "mlip=chgnet",
+                       f"paths.root={tmp_path}", "tracking.uri=null"])
+    assert status == 2 and err.getvalue().count("\n") == 1
+    assert "samples.jsonl:2: spacegroup 999 is not a space-group number" in err.getvalue()
+    assert not (tmp_path / "o").exists()  # refused before any work
 
 
 def test_a_composition_that_would_hang_smact_is_a_counted_timeout(tmp_path):

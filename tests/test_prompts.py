@@ -8,7 +8,11 @@ from collections import Counter
 import pytest
 
 from plaidpp import prompts
+from plaidpp.settings.model import TaskMixSettings
+from plaidpp.settings.sampling import PAPER_SPACEGROUPS, PromptSet
 from tests.test_representation_wyckoff import TABLE3
+
+MIX = TaskMixSettings()  # the paper's: one third infill
 
 TEXT = TABLE3["Mn8O12F4"]  # the paper's own C2/c example
 PROPS = {"formula": "MnO3F", "e_above_hull": 0.0123456, "formation_energy_per_atom": -2.1, "band_gap": 1.5, "spacegroup": 15}
@@ -34,14 +38,14 @@ def test_conditions_appear_in_a_fixed_order_with_rounded_values():
 
 
 def test_task_mix_is_deterministic_under_a_seed():
-    first = [prompts.build_example(TEXT, PROPS, random.Random(3)) for _ in range(5)]
-    second = [prompts.build_example(TEXT, PROPS, random.Random(3)) for _ in range(5)]
+    first = [prompts.build_example(TEXT, PROPS, random.Random(3), MIX) for _ in range(5)]
+    second = [prompts.build_example(TEXT, PROPS, random.Random(3), MIX) for _ in range(5)]
     assert first == second
 
 
 def test_task_mix_follows_the_paper_one_third_infill():
     rng = random.Random(0)
-    examples = [prompts.build_example(TEXT, PROPS, rng) for _ in range(3000)]
+    examples = [prompts.build_example(TEXT, PROPS, rng, MIX) for _ in range(3000)]
     tasks = Counter(e.task for e in examples)
     assert abs(tasks["infill"] / 3000 - 1 / 3) < 0.03
     conditional = [e for e in examples if e.task == "conditional"]
@@ -62,3 +66,11 @@ def test_infill_masks_element_positions_but_not_the_space_group_symbol():
 
 def test_properties_with_missing_values_are_not_offered_as_conditions():
     assert prompts.available_conditions({"formula": "NaCl", "band_gap": float("nan"), "spacegroup": None}) == ["formula"]
+
+
+def test_prompt_counts_list_the_unconditional_prompt_then_each_group_and_skip_zero_counts():
+    texts, counts = prompts.prompt_counts(PromptSet(n_unconditional=3, n_per_spacegroup=2))
+    assert texts == [prompts.unconditional_prompt(), *(prompts.spacegroup_prompt(g) for g in PAPER_SPACEGROUPS)]
+    assert counts == [3] + [2] * 7
+    assert prompts.prompt_counts(PromptSet(n_unconditional=5, n_per_spacegroup=0)) == (
+        [prompts.unconditional_prompt()], [5])

@@ -50,10 +50,9 @@ def test_report_compares_variant_runs_last_iteration_against_the_sft_model(tmp_p
 
 
 def test_a_variant_run_never_overwrites_the_pipelines_rlip_metrics():
-    from plaidpp.rlip.loop import Layout, metrics_path
+    from plaidpp.rlip.layout import Layout
 
     default = compose("rlip")
     variant = compose("rlip", ["+experiment=rlip_nontiered"])
-    assert metrics_path(default, Layout(default)).name == "rlip.json"
-    assert metrics_path(variant, Layout(variant)).relative_to(default.paths.metrics).as_posix() == \
-        "rlip_runs/nontiered.json"
+    assert Layout(default).metrics_path().name == "rlip.json"
+    assert Layout(variant).metrics_path().relative_to(default.paths.metrics).as_posix() == "rlip_runs/nontiered.json"

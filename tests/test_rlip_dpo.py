@@ -14,7 +14,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from plaidpp.config import compose
 from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
 from plaidpp.training.dpo import build_trainer, dpo_args, load_pairs_dataset, train_dpo
 from plaidpp.training.models import build_tiny_model
@@ -31,15 +30,22 @@ CRYSTALS = [  # Wyckoff texts in the paper's format (its Table 3)
     "Na4Cl4\nSpacegroup: Fm-3m\nabc: 5.69 5.69 5.69\nangles: 90.00 90.00 90.00\nSites (8)\n"
     "Na 0.000 0.000 0.000 4a\nCl 0.500 0.500 0.500 4b",
 ]
-TINY = ["model.architecture.hidden_size=32", "model.architecture.intermediate_size=64",
-        "model.architecture.num_hidden_layers=2", "model.architecture.num_attention_heads=2",
-        "model.architecture.num_key_value_heads=1", "model.architecture.max_position_embeddings=256"]
+# two layers (the shared tiny shape has one), so the LoRA test below has something to adapt
+DPO_OVERRIDES = ["policy=unused", "pairs_file=unused", "out=unused", "dpo.lr=1e-3", "dpo.batch_size=2",
+                 "dpo.logging_steps=1", "dpo.max_length=256", "model.architecture.num_hidden_layers=2",
+                 "model.architecture.max_position_embeddings=256"]
 
 
-def _cfg(tmp_path, extra=()):
-    return compose("dpo", ["policy=unused", "pairs_file=unused", f"out={tmp_path}/unused", "tracking.uri=null",
-                           "dpo.lr=1e-3", "dpo.batch_size=2", "dpo.logging_steps=1", "dpo.max_length=256",
-                           *TINY, *extra])
+def _cfg(root, extra=()):
+    from plaidpp.config import compose
+
+    from .conftest import shrunk_overrides
+
+    return compose("dpo", shrunk_overrides("dpo", root, [*DPO_OVERRIDES, *extra]))
+
+
+def _train(cfg, policy, ref, pairs, out):
+    return train_dpo(policy, ref, pairs, out, cfg.model, cfg.dpo, cfg.seed)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +77,7 @@ def _first_loss(summary):
 
 def test_dpo_round_changes_the_policy_and_starts_at_log2(pi0, tmp_path):
     cfg = _cfg(tmp_path)
-    summary = train_dpo(pi0 / "pi0", pi0 / "pi0", pi0 / "pairs.jsonl", pi0 / "pi1", cfg)
+    summary = _train(cfg, pi0 / "pi0", pi0 / "pi0", pi0 / "pairs.jsonl", pi0 / "pi1")
     assert summary["n_pairs"] == 6
     assert _first_loss(summary) == pytest.approx(LOG2, abs=1e-4)
     before, after = _weights(pi0 / "pi0"), _weights(pi0 / "pi1")
@@ -80,18 +86,18 @@ def test_dpo_round_changes_the_policy_and_starts_at_log2(pi0, tmp_path):
     assert summary["dpo/after_margins"] > 0 and summary["dpo/after_loss"] < LOG2  # trained policy vs pi_0
     assert (pi0 / "pi1" / "tokenizer.json").is_file() and not (pi0 / "pi1.ckpt").exists()
     # done means done: a second call returns the stored summary and leaves the weights alone
-    again = train_dpo(pi0 / "pi0", pi0 / "pi0", pi0 / "pairs.jsonl", pi0 / "pi1", cfg)
+    again = _train(cfg, pi0 / "pi0", pi0 / "pi0", pi0 / "pairs.jsonl", pi0 / "pi1")
     assert again["pairs_sha256"] == summary["pairs_sha256"]
     assert all(torch.equal(after[k], _weights(pi0 / "pi1")[k]) for k in after)
 
 
 def test_next_round_reference_is_the_previous_policy_not_pi0(pi0, tmp_path):
     cfg = _cfg(tmp_path)
-    train_dpo(pi0 / "pi0", pi0 / "pi0", pi0 / "pairs.jsonl", pi0 / "pi1", cfg)  # no-op when the test above ran
+    _train(cfg, pi0 / "pi0", pi0 / "pi0", pi0 / "pairs.jsonl", pi0 / "pi1")  # no-op when the test above ran
     dataset = load_pairs_dataset(pi0 / "pairs.jsonl")
     saved1 = _weights(pi0 / "pi1")
     for ref_dir, expect_log2 in (("pi1", True), ("pi0", False)):
-        args = dpo_args(dict(cfg.dpo), tmp_path / f"ckpt_{ref_dir}", 0, cfg.model, len(dataset))
+        args = dpo_args(cfg.dpo, tmp_path / f"ckpt_{ref_dir}", 0, cfg.model, len(dataset))
         trainer = build_trainer(pi0 / "pi1", pi0 / ref_dir, dataset, args, cfg.model)
         ref_state = trainer.ref_model.state_dict()
         expected = _weights(pi0 / ref_dir)
@@ -109,18 +115,18 @@ def test_lora_adapter_reference_is_the_loaded_adapter(pi0, tmp_path):
 
     The adapter's B matrices are perturbed so the adapter differs from the base: if the reference were the
     base model (adapters disabled) the first loss would not be log 2."""
-    from peft import PeftModel
+    import dataclasses
 
-    from omegaconf import OmegaConf
+    from peft import PeftModel
 
     from plaidpp.training.models import add_lora, load_model_and_tokenizer
 
-    lora = ["+model.lora.r=2", "+model.lora.alpha=4", "+model.lora.dropout=0.0",
-            "+model.lora.target_modules=[q_proj,v_proj]"]
+    lora = ["model.lora.enabled=true", "model.lora.r=2", "model.lora.alpha=4", "model.lora.dropout=0.0",
+            "model.lora.target_modules=[q_proj,v_proj]"]
     cfg = _cfg(tmp_path, lora)
 
-    plain = OmegaConf.to_container(cfg.model)
-    model, tokenizer = load_model_and_tokenizer(str(pi0 / "pi0"), OmegaConf.create({**plain, "lora": None}), False)
+    no_lora = dataclasses.replace(cfg.model, lora=dataclasses.replace(cfg.model.lora, enabled=False))
+    model, tokenizer = load_model_and_tokenizer(str(pi0 / "pi0"), no_lora, False)
     peft_model = add_lora(model, cfg.model)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -129,7 +135,7 @@ def test_lora_adapter_reference_is_the_loaded_adapter(pi0, tmp_path):
                 param.normal_(0, 0.5)
     peft_model.save_pretrained(tmp_path / "adapter0")
     tokenizer.save_pretrained(tmp_path / "adapter0")
-    summary = train_dpo(tmp_path / "adapter0", tmp_path / "adapter0", pi0 / "pairs.jsonl", tmp_path / "adapter1", cfg)
+    summary = _train(cfg, tmp_path / "adapter0", tmp_path / "adapter0", pi0 / "pairs.jsonl", tmp_path / "adapter1")
     assert _first_loss(summary) == pytest.approx(LOG2, abs=1e-4)
     assert (tmp_path / "adapter1" / "adapter_config.json").is_file()
     assert not (tmp_path / "adapter1" / "ref").exists()  # TRL's ref copy is not saved

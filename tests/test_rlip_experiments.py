@@ -6,7 +6,7 @@ import pytest
 
 from plaidpp.config import PROJECT_ROOT, compose
 from plaidpp.errors import UserError
-from plaidpp.rlip.loop import check_distinct_mlips
+from plaidpp.rlip.roles import check_distinct_mlips
 
 EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "experiment").glob("rlip_*.yaml"))
 
@@ -28,13 +28,13 @@ def test_variants_change_what_the_paper_changes():
         return compose("rlip", [f"+experiment={name}"])
 
     assert list(get("rlip_nontiered").pairs.kinds) == ["stability"]
-    assert get("rlip_nontiered").rollout.n_per_group == 0  # the stability ablations are unconditional
+    assert get("rlip_nontiered").rollout.n_per_spacegroup == 0  # the stability ablations are unconditional
     assert set(get("rlip_stability_novelty").pairs.kinds) == {"stability_tiered", "novelty"}
     assert set(get("rlip_flagship").pairs.kinds) == {"stability_tiered", "novelty", "spacegroup",
                                                      "spacegroup_stability"}
     assert get("rlip_fixed_ref").rlip.reference == "initial"
     assert get("rlip_iterative_sft").rlip.algorithm == "sft"
-    assert get("rlip_coords").repr.name == "coords"
+    assert get("rlip_coords").repr == "coords"
     paper = get("rlip_paper")
     assert (paper.model.name, paper.rlip.iterations, paper.rollout.n_unconditional) == ("qwen2.5-7b", 7, 10000)
     assert (paper.dpo.beta, paper.dpo.lr) == (0.1, 1e-6)

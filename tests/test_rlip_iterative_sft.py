@@ -8,7 +8,6 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-from plaidpp.config import compose
 from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
 from plaidpp.rlip.iterative_sft import accepted_examples, train_on_accepted
 from plaidpp.training.models import build_tiny_model
@@ -28,17 +27,15 @@ def _table():
     })
 
 
-def test_accepted_examples_are_the_metastable_samples_with_their_prompts():
-    assert accepted_examples(_table(), 0.08) == [(U, NACL), (G, NACL + " ")]
-    assert accepted_examples(_table(), 0.0) == [(U, NACL)]
+def test_accepted_examples_are_the_metastable_samples_with_their_prompts(make_config):
+    assert accepted_examples(_table(), make_config("rlip").pairs) == [(U, NACL), (G, NACL + " ")]  # tiers 0 / 0.08
+    strict = make_config("rlip", "pairs.metastable_max=0.0").pairs
+    assert accepted_examples(_table(), strict) == [(U, NACL)]
 
 
-def test_one_round_changes_the_policy(tmp_path):
+def test_one_round_changes_the_policy(tmp_path, make_config):
     tokenizer = train_crystal_tokenizer([NACL, U, G], vocab_size=280)
-    cfg = compose("rlip", ["tracking.uri=null", "model.architecture.hidden_size=32",
-                           "model.architecture.intermediate_size=64", "model.architecture.num_hidden_layers=1",
-                           "model.architecture.num_attention_heads=2", "model.architecture.num_key_value_heads=1",
-                           "iterative_sft.lr=1e-3", "iterative_sft.batch_size=2"])
+    cfg = make_config("rlip", "iterative_sft.lr=1e-3", "iterative_sft.batch_size=2")
     build_tiny_model(cfg.model, tokenizer).save_pretrained(tmp_path / "pi0")
     tokenizer.save_pretrained(tmp_path / "pi0")
     _table().to_parquet(tmp_path / "structures.parquet")

@@ -18,38 +18,32 @@ from pathlib import Path
 import pytest
 
 from plaidpp.config import compose
-from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
-from plaidpp.rlip.loop import Layout, rlip
-from plaidpp.training.models import build_tiny_model
-from plaidpp.training.tokenizer import train_crystal_tokenizer
+from plaidpp.errors import UserError
+from plaidpp.rlip.driver import rlip
+from plaidpp.rlip.layout import Layout
+
+from .conftest import shrunk_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
-CRYSTAL = ("Na4Cl4\nSpacegroup: Fm-3m\nabc: 5.69 5.69 5.69\nangles: 90.00 90.00 90.00\nSites (8)\n"
-           "Na 0.000 0.000 0.000 4a\nCl 0.500 0.500 0.500 4b")
 
 
 def overrides(tmp: Path) -> list[str]:
-    return [
-        f"rlip.init_model={tmp}/pi0", f"rlip.data_dir={tmp}/data", f"rlip.models_dir={tmp}/models",
-        f"rlip.metrics_file={tmp}/rlip.json", f"tracking.uri=sqlite:///{tmp}/mlflow.db", "tracking.experiment=t",
-        "rollout.n_unconditional=6", "rollout.n_per_group=2", "rollout.groups=[1,15]", "rollout.max_new_tokens=24",
-        "rollout.max_attempts=2", "rollout.batch_size=4", "evaluation.n_unconditional=2", "evaluation.n_per_group=1",
-        'reward.overrides=["novelty.enabled=false"]', 'evaluation.overrides=["novelty.enabled=false"]',
-        f"paths.cache={tmp}/cache", "workers=1", "rlip.run=t",
-    ]
+    return shrunk_overrides("rlip", tmp, [
+        f"rlip.init_model={tmp}/pi0", f"rlip.metrics_file={tmp}/rlip.json", "tracking.experiment=t",
+        "rollout.n_unconditional=6", "rollout.n_per_spacegroup=2", "rollout.spacegroups=[1,15]",
+        "sampler.max_new_tokens=24", "sampler.max_attempts=2", "sampler.batch_size=4",
+        "evaluation.prompts.n_unconditional=2", "evaluation.prompts.n_per_spacegroup=1",
+        "evaluation.prompts.spacegroups=[1,15]",
+        'reward.overrides=["novelty.enabled=false"]', 'evaluation.overrides=["novelty.enabled=false"]', "rlip.run=t",
+    ], tracking=True)
 
 
 @pytest.fixture(scope="module")
-def tmp(tmp_path_factory):
+def tmp(tmp_path_factory, tiny_model_dir):
+    import shutil
+
     root = tmp_path_factory.mktemp("rlip")
-    tokenizer = train_crystal_tokenizer([CRYSTAL, unconditional_prompt(), spacegroup_prompt(15)], vocab_size=280)
-    cfg = compose("rlip", ["model.architecture.hidden_size=32", "model.architecture.intermediate_size=64",
-                           "model.architecture.num_hidden_layers=1", "model.architecture.num_attention_heads=2",
-                           "model.architecture.num_key_value_heads=1"])
-    model = build_tiny_model(cfg.model, tokenizer)
-    model.save_pretrained(root / "pi0")
-    tokenizer.save_pretrained(root / "pi0")
-    (root / "pi0" / "training_data.json").write_text("{}")
+    shutil.copytree(tiny_model_dir, root / "pi0")
     return root
 
 
@@ -62,8 +56,8 @@ def _final_indices(path: Path) -> list[int]:
 def test_kill_mid_sampling_then_resume_to_the_end(tmp):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "plaidpp.cli", "rlip", *overrides(tmp), "rollout.n_unconditional=400",
-           "rollout.batch_size=2", "rollout.max_attempts=1"]
-    samples = tmp / "data" / "t" / "iter_1" / "samples.jsonl"
+           "sampler.batch_size=2", "sampler.max_attempts=1"]
+    samples = tmp / "data" / "rlip" / "t" / "iter_1" / "samples.jsonl"
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while time.time() < deadline and (not samples.exists() or len(samples.read_text().splitlines()) < 6):
@@ -71,15 +65,15 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
         time.sleep(0.05)  # 404 samples take seconds on a fast CPU: poll finely so the kill lands mid-way
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (tmp / "data" / "t" / "iter_1" / "sample.done.json").exists()
+    assert not (tmp / "data" / "rlip" / "t" / "iter_1" / "sample.done.json").exists()
     n_before = len(_final_indices(samples))
     assert 0 < n_before < 404
 
     # the same run, resumed in-process with the full overrides: nothing lost, nothing duplicated
-    cfg = compose("rlip", [*overrides(tmp), "rollout.n_unconditional=400", "rollout.batch_size=2",
-                           "rollout.max_attempts=1"])
+    cfg = compose("rlip", [*overrides(tmp), "rollout.n_unconditional=400", "sampler.batch_size=2",
+                           "sampler.max_attempts=1"])
     summary = rlip(cfg)
-    assert _final_indices(samples) == list(range(404))
+    assert _final_indices(samples) == list(range(404))  # 400 unconditional + 2 x 2 groups
     assert summary["iterations"]["1"]["temperature"] == pytest.approx(0.7)
     layout = Layout(cfg)
     for i in (1, 2):
@@ -123,5 +117,16 @@ def test_single_step_calls_and_fixed_reference(tmp):
     assert not layout.marker(1, "update").exists()
     pairs = json.loads(layout.marker(1, "pairs").read_text())
     assert set(pairs["tiers"]) <= {"unconditional", "sg1", "sg15"}
-    with pytest.raises(Exception, match="rlip.step"):
-        rlip(compose("rlip", [*overrides(tmp), "rlip.run=single", "tracking.uri=null", "rlip.step=bogus"]))
+    with pytest.raises(UserError, match="rlip.step: 'bogus' is not one of"):
+        compose("rlip", [*overrides(tmp), "rlip.run=single", "rlip.iteration=1", "rlip.step=bogus"])
+    # collecting an unfinished run is refused and says what is missing
+    with pytest.raises(UserError, match="iteration 0 has not finished evaluate"):
+        rlip(compose("rlip", [*overrides(tmp), "rlip.run=single", "tracking.uri=null", "rlip.step=collect"]))
+
+
+def test_rlip_refuses_a_model_trained_on_another_representation(tmp):
+    """generator.repr must reach RLIP: a Wyckoff model asked for coords text is refused in one line."""
+    cfg = compose("rlip", [*overrides(tmp), "rlip.run=repr", "tracking.uri=null", "repr=coords", "rlip.iteration=1",
+                           "rlip.step=sample"])
+    with pytest.raises(UserError, match="trained on 'wyckoff' text, not 'coords'"):
+        rlip(cfg)

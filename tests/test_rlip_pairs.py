@@ -10,7 +10,9 @@ import pytest
 from plaidpp.config import compose
 from plaidpp.errors import UserError
 from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
-from plaidpp.rlip.pairs import PairsConfig, build_pairs, pairs_stage, read_pairs, tier_of
+from plaidpp.rlip.pairs import build_pairs, pairs_stage, read_pairs, tier_of
+from plaidpp.settings import validate
+from plaidpp.settings.rlip import PairsSettings
 
 U = unconditional_prompt()
 NAN = math.nan
@@ -32,12 +34,23 @@ def table(rows):
     return df
 
 
+def settings(**values):
+    """Pair settings as a preset would give them: the dataclass defaults (the flagship) and ``values``."""
+    if "kinds" in values:
+        values["kinds"] = list(values["kinds"])
+    return validate(PairsSettings(**values))
+
+
+def build(t, seed=0, **values):
+    return build_pairs(t, settings(**values), seed)
+
+
 def triples(result, kind=None):
     return [(p.chosen, p.rejected) for p in result.pairs if kind is None or p.kind == kind]
 
 
 def test_tiers_follow_the_paper_thresholds_and_failures():
-    cfg = PairsConfig()
+    cfg = settings()
     t = table([row("a", 0.0), row("b", 1e-9), row("c", 0.08), row("d", 0.0801), row("e", NAN),
                row("f", -0.3, parse_ok=False), row("g", -0.3, valid=False), row("h", -0.3, relax_ok=False)])
     assert [tier_of(r, cfg) for _, r in t.iterrows()] == [
@@ -50,7 +63,7 @@ def test_tiered_stability_pairs_exact_when_every_draw_is_forced():
     Per stable: one (S, M) and two (S, U) -> (S,M), (S,U1), (S,U2); per metastable two (M, U) -> (M,U1), (M,U2).
     """
     t = table([row("S", -0.05), row("M", 0.03), row("U1", 0.2), row("U2", 0.5), row("F", NAN, parse_ok=False)])
-    result = build_pairs(t, PairsConfig(kinds=("stability_tiered",), failed="drop"))
+    result = build(t, kinds=("stability_tiered",), failed="drop")
     assert triples(result) == [("S", "M"), ("S", "U1"), ("S", "U2"), ("M", "U1"), ("M", "U2")]
     assert {p.prompt for p in result.pairs} == {U}
     assert result.counts == {"stability_tiered": 5}
@@ -62,11 +75,11 @@ def test_failed_samples_are_rejected_only_when_counted_as_unstable():
     """With failed=unstable the unparsed F and the invalid G (despite its low energy) join the reject pool
     {U, F, G}; S takes two of them and neither F nor G is ever chosen. With failed=drop only (S, U) is left."""
     t = table([row("S", -0.01), row("U", 0.3), row("F", NAN, parse_ok=False), row("G", -1.0, valid=False)])
-    result = build_pairs(t, PairsConfig(kinds=("stability_tiered",), metastable_per_stable=0))
+    result = build(t, kinds=("stability_tiered",), metastable_per_stable=0)
     chosen = {p.chosen for p in result.pairs}
     rejected = {p.rejected for p in result.pairs}
     assert chosen == {"S"} and len(result.pairs) == 2 and rejected <= {"U", "F", "G"}
-    dropped = build_pairs(t, PairsConfig(kinds=("stability_tiered",), metastable_per_stable=0, failed="drop"))
+    dropped = build(t, kinds=("stability_tiered",), metastable_per_stable=0, failed="drop")
     assert triples(dropped) == [("S", "U")]
     assert dropped.dropped == {"short_stable_unstable": 1}
 
@@ -76,21 +89,21 @@ def test_draws_are_without_replacement_per_crystal_and_seeded():
     rows = [row("S1", -0.1), row("S2", 0.0), row("M", 0.05)] + [row(f"U{k}", 0.1 + k) for k in range(5)]
     t = table(rows)
     for ratio in (1, 2, 4):
-        result = build_pairs(t, PairsConfig(kinds=("stability_tiered",), ratio=ratio, seed=3))
+        result = build(t, kinds=("stability_tiered",), ratio=ratio, seed=3)
         for accepted in ("S1", "S2", "M"):
             partners = [r for c, r in triples(result) if c == accepted and r.startswith("U")]
             assert len(partners) == len(set(partners)) == ratio
         assert [r for c, r in triples(result) if r == "M"] == ["M", "M"]  # one (S, M) per stable
-        again = build_pairs(t, PairsConfig(kinds=("stability_tiered",), ratio=ratio, seed=3))
+        again = build(t, kinds=("stability_tiered",), ratio=ratio, seed=3)
         assert triples(again) == triples(result)
-    seeds = {tuple(triples(build_pairs(t, PairsConfig(kinds=("stability_tiered",), seed=s)))) for s in range(6)}
+    seeds = {tuple(triples(build(t, kinds=("stability_tiered",), seed=s))) for s in range(6)}
     assert len(seeds) > 1  # the seed matters
 
 
 def test_non_tiered_pairs_accepted_against_unstable_only():
     """Non-tiered: S and M are both accepted, no (S, M) pair; each takes both of U1, U2."""
     t = table([row("S", -0.05), row("M", 0.03), row("U1", 0.2), row("U2", 0.5)])
-    result = build_pairs(t, PairsConfig(kinds=("stability",)))
+    result = build(t, kinds=("stability",))
     assert triples(result) == [("S", "U1"), ("S", "U2"), ("M", "U1"), ("M", "U2")]
     assert result.counts == {"stability": 4}
 
@@ -98,7 +111,7 @@ def test_non_tiered_pairs_accepted_against_unstable_only():
 def test_novelty_pairs_stable_novel_against_stable_known():
     """Stable & novel N vs stable & not novel K; the metastable novel X is not a novelty anchor."""
     t = table([row("N", -0.02, novel=True), row("K", -0.01, novel=False), row("X", 0.05, novel=True)])
-    result = build_pairs(t, PairsConfig(kinds=("novelty",)))
+    result = build(t, kinds=("novelty",))
     assert triples(result) == [("N", "K")]
 
 
@@ -112,7 +125,7 @@ def test_spacegroup_pairs_per_conditioned_group_at_the_ratio():
         row("R", 0.0, sg=15, achieved=15), row("W1", 0.05, sg=15, achieved=2), row("W2", -0.01, sg=15, achieved=14),
         row("V", 0.4, sg=15, achieved=15), row("A", 0.01, sg=1, achieved=1), row("B", 0.02, sg=1, achieved=2),
     ])
-    result = build_pairs(t, PairsConfig(kinds=("spacegroup", "spacegroup_stability"), failed="drop"))
+    result = build(t, kinds=("spacegroup", "spacegroup_stability"), failed="drop")
     got = [(p.kind, p.group, p.chosen, p.rejected) for p in result.pairs]
     assert got == [
         ("spacegroup", "sg1", "A", "B"),
@@ -130,7 +143,7 @@ def test_ratio_one_and_ten_change_the_count_of_rejects():
     rows = [row("R", 0.0, sg=15, achieved=15)] + [row(f"W{k}", 0.05, sg=15, achieved=2) for k in range(12)]
     t = table(rows)
     for ratio, n in ((1, 1), (2, 2), (10, 10)):
-        result = build_pairs(t, PairsConfig(kinds=("spacegroup",), ratio=ratio))
+        result = build(t, kinds=("spacegroup",), ratio=ratio)
         assert result.counts["spacegroup"] == n
 
 
@@ -141,7 +154,7 @@ def test_flagship_merges_unconditional_and_conditional_and_deduplicates():
         row("S", -0.05, novel=True), row("S", -0.04, novel=True), row("M", 0.03), row("U", 0.3),
         row("Z", -0.2, sg=1, achieved=1), row("Z", 0.9, sg=1, achieved=1),
     ])
-    result = build_pairs(t, PairsConfig(ratio=1))
+    result = build(t, ratio=1)
     got = [(p.kind, p.chosen, p.rejected) for p in result.pairs]
     assert got == [("stability_tiered", "S", "M"), ("stability_tiered", "S", "U"), ("stability_tiered", "M", "U")]
     # both S lack a stable-known partner; Z (right group) has no wrong-group partner
@@ -150,12 +163,12 @@ def test_flagship_merges_unconditional_and_conditional_and_deduplicates():
 
 
 def test_config_rejects_unknown_kinds_and_both_stability_modes():
-    with pytest.raises(UserError):
-        PairsConfig(kinds=("stabilty",))
-    with pytest.raises(UserError):
-        PairsConfig(kinds=("stability", "stability_tiered"))
-    with pytest.raises(UserError):
-        PairsConfig.from_mapping({"ratioo": 2})
+    with pytest.raises(UserError, match="pairs.kinds: 'stabilty' is not one of"):
+        compose("pairs", ["pairs.kinds=[stabilty]", "scored=[x]", "out=y"])
+    with pytest.raises(UserError, match="not both"):
+        compose("pairs", ["pairs.kinds=[stability,stability_tiered]", "scored=[x]", "out=y"])
+    with pytest.raises(UserError, match=r"unknown setting pairs.ratioo \(did you mean pairs.ratio\?\)"):
+        compose("pairs", ["pairs.ratioo=2", "scored=[x]", "out=y"])
 
 
 def test_pairs_stage_reads_parquet_and_writes_jsonl(tmp_path):
@@ -163,7 +176,7 @@ def test_pairs_stage_reads_parquet_and_writes_jsonl(tmp_path):
     scored = tmp_path / "structures.parquet"
     t.to_parquet(scored)
     out = tmp_path / "pairs.jsonl"
-    cfg = compose("pairs", [f"scored={scored}", f"out={out}", "tracking.uri=null", "pairs=tiered",
+    cfg = compose("pairs", [f"scored=[{scored}]", f"out={out}", "tracking.uri=null", "pairs=tiered",
                             f"metrics_file={tmp_path / 'm.json'}"])
     summary = pairs_stage(cfg)
     lines = read_pairs(out)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from plaidpp.config import compose
+from plaidpp.errors import UserError
 from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
 from plaidpp.representation import DECODE_REASONS, get
 from plaidpp.sampling.generate import final_rows, generate, requested_spacegroup
+from plaidpp.settings.sampling import SamplerSettings
 
 CRYSTAL = (
     "Ca8Sb4O2\nSpacegroup: I4/mmm\nabc: 4.71 4.71 16.39\nangles: 90.00 90.00 90.00\nSites (14)\n"
@@ -21,14 +22,21 @@ CRYSTAL = (
 
 
 def _tiny_model(tokenizer, seed: int = 0):
-    from omegaconf import OmegaConf
-
+    from plaidpp.config import compose
     from plaidpp.training.models import build_tiny_model
 
-    cfg = OmegaConf.create({"init_seed": seed, "architecture": {
-        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "num_key_value_heads": 1, "max_position_embeddings": 512}})
-    return build_tiny_model(cfg, tokenizer).eval()
+    from .conftest import TINY_MODEL
+
+    cfg = compose("sft", [*TINY_MODEL, f"model.init_seed={seed}", "model.architecture.max_position_embeddings=512"])
+    return build_tiny_model(cfg.model, tokenizer).eval()
+
+
+def _generate(model, tokenizer, prompts, n, *, temperature, out_path, seed, top_p=1.0, batch_size=128,
+              max_attempts=5, max_new_tokens=384, **kwargs):
+    sampler = SamplerSettings(top_p=top_p, batch_size=batch_size, max_attempts=max_attempts,
+                              max_new_tokens=max_new_tokens)
+    return generate(model, tokenizer, prompts, n, sampler=sampler, temperature=temperature, repr="wyckoff",
+                    out_path=out_path, seed=seed, model_id="test-model", progress=False, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +76,8 @@ def _rows(path: Path) -> list[dict]:
 def test_garbage_model_finishes_with_every_failure_counted(garbage_model, tokenizer, tmp_path):
     out = tmp_path / "samples.jsonl"
     prompts = [unconditional_prompt(), spacegroup_prompt(15)]
-    stats = generate(garbage_model, tokenizer, prompts, n=[5, 3], temperature=1.0, top_p=0.9, batch_size=4,
-                     max_attempts=3, out_path=out, seed=1, max_new_tokens=24, progress=False)
+    stats = _generate(garbage_model, tokenizer, prompts, n=[5, 3], temperature=1.0, top_p=0.9, batch_size=4,
+                      max_attempts=3, out_path=out, seed=1, max_new_tokens=24)
     rows = _rows(out)
     assert stats.n_slots == 8 and stats.finals == 8
     assert len(rows) == stats.attempts == 8 * 3  # nothing decodes, so each slot used every attempt
@@ -86,8 +94,8 @@ def test_garbage_model_finishes_with_every_failure_counted(garbage_model, tokeni
 
 def test_resampling_stops_at_the_first_decoded_attempt(parrot_model, tokenizer, tmp_path):
     out = tmp_path / "samples.jsonl"
-    stats = generate(parrot_model, tokenizer, [unconditional_prompt()], n=16, temperature=0.7, top_p=1.0,
-                     batch_size=16, max_attempts=4, out_path=out, seed=0, max_new_tokens=80, progress=False)
+    stats = _generate(parrot_model, tokenizer, [unconditional_prompt()], n=16, temperature=0.7, top_p=1.0,
+                      batch_size=16, max_attempts=4, out_path=out, seed=0, max_new_tokens=80)
     rows = _rows(out)
     per_slot = Counter(r["index"] for r in rows)
     finals = {r["index"]: r for r in rows if r["final"]}
@@ -122,7 +130,7 @@ def test_compact_engine_matches_model_generate(parrot_model, tokenizer):
 def test_killed_run_resumes_without_losing_or_duplicating(garbage_model, tokenizer, tmp_path):
     out = tmp_path / "samples.jsonl"
     args = dict(temperature=1.0, top_p=1.0, batch_size=3, max_attempts=2, out_path=out, seed=3,
-                max_new_tokens=12, progress=False)
+                max_new_tokens=12)
     prompts = [unconditional_prompt(), spacegroup_prompt(194)]
 
     class Killed(Exception):
@@ -133,12 +141,12 @@ def test_killed_run_resumes_without_losing_or_duplicating(garbage_model, tokeniz
             raise Killed
 
     with pytest.raises(Killed):
-        generate(garbage_model, tokenizer, prompts, n=4, on_batch=kill_after_two_batches, **args)
+        _generate(garbage_model, tokenizer, prompts, n=4, on_batch=kill_after_two_batches, **args)
     written = out.read_text()
     assert 0 < written.count("\n") < 16
     with open(out, "a") as handle:  # a write cut off by the kill
         handle.write('{"index": 7, "attempt": 0, "te')
-    stats = generate(garbage_model, tokenizer, prompts, n=4, **args)
+    stats = _generate(garbage_model, tokenizer, prompts, n=4, **args)
     rows = _rows(out)
     keys = [(r["index"], r["attempt"]) for r in rows]
     assert len(keys) == len(set(keys)) == 16  # 8 slots x 2 attempts, none twice, the partial line gone
@@ -146,14 +154,14 @@ def test_killed_run_resumes_without_losing_or_duplicating(garbage_model, tokeniz
     assert stats.n_final_before + stats.finals == 8
     assert len(final_rows(out)) == 8
     # A finished file is left alone, and a different run is refused rather than mixed in.
-    assert generate(garbage_model, tokenizer, prompts, n=4, **args).attempts == 0
-    from plaidpp.errors import UserError
+    assert _generate(garbage_model, tokenizer, prompts, n=4, **args).attempts == 0
+    with pytest.raises(UserError, match="n_slots 8 -> 9"):
+        _generate(garbage_model, tokenizer, [unconditional_prompt()], n=9, **args)
+    with pytest.raises(UserError, match="temperature 1.0 -> 0.5"):  # any setting that changes a sample
+        _generate(garbage_model, tokenizer, prompts, n=4, **{**args, "temperature": 0.5})
 
-    with pytest.raises(UserError):
-        generate(garbage_model, tokenizer, [unconditional_prompt()], n=9, **args)
 
-
-def test_sample_stage_writes_rows_metrics_and_mlflow(tokenizer, garbage_model, tmp_path):
+def test_sample_stage_writes_rows_metrics_and_mlflow(tokenizer, garbage_model, tmp_path, make_config):
     import mlflow
 
     from plaidpp.sampling.sample import sample
@@ -161,11 +169,8 @@ def test_sample_stage_writes_rows_metrics_and_mlflow(tokenizer, garbage_model, t
     model_dir = tmp_path / "models" / "sft"
     garbage_model.save_pretrained(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
-    cfg = compose("sample", [
-        f"model_dir={model_dir}", f"out_file={tmp_path}/samples/sft.jsonl", f"metrics_file={tmp_path}/sample.json",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "sampling.n_unconditional=3", "sampling.n_per_spacegroup=1",
-        "sampling.max_attempts=2", "sampling.max_new_tokens=8", "sampling.temperature=1.3", "workers=1",
-    ])
+    cfg = make_config("sample", "prompts.n_unconditional=3", "prompts.n_per_spacegroup=1", "sampler.max_attempts=2",
+                      "sampler.max_new_tokens=8", "temperature=1.3", tracking=True)
     summary = sample(cfg)
     finals = final_rows(cfg.out_file)
     assert summary["n_requested"] == 3 + 7 == len(finals)
@@ -174,16 +179,30 @@ def test_sample_stage_writes_rows_metrics_and_mlflow(tokenizer, garbage_model, t
     assert json.loads(Path(cfg.metrics_file).read_text())["file_final"] == 10
     mlflow.set_tracking_uri(cfg.tracking.uri)
     run = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], output_format="list")[0]
-    assert run.data.metrics["crystals_per_s"] > 0 and run.data.params["sampling.temperature"] == "1.3"
+    assert run.data.metrics["crystals_per_s"] > 0 and run.data.params["temperature"] == "1.3"
+    # a re-run with another temperature on the same file is refused before the model is loaded
+    with pytest.raises(UserError, match="temperature 1.3 -> 0.9"):
+        sample(make_config("sample", "prompts.n_unconditional=3", "prompts.n_per_spacegroup=1",
+                           "sampler.max_attempts=2", "sampler.max_new_tokens=8", "temperature=0.9"))
 
 
-def test_sample_refuses_a_model_trained_on_another_representation(tokenizer, garbage_model, tmp_path):
-    from plaidpp.errors import UserError
+def test_sample_refuses_a_model_trained_on_another_representation(tokenizer, garbage_model, tmp_path, make_config):
     from plaidpp.sampling.sample import sample
 
     garbage_model.save_pretrained(str(tmp_path / "m"))
     tokenizer.save_pretrained(str(tmp_path / "m"))
     (tmp_path / "m" / "training_data.json").write_text(json.dumps({"repr": "coords"}))
-    cfg = compose("sample", [f"model_dir={tmp_path}/m", "tracking.uri=null", f"out_file={tmp_path}/s.jsonl"])
     with pytest.raises(UserError, match="repr=coords"):
-        sample(cfg)
+        sample(make_config("sample", f"model_dir={tmp_path}/m"))
+
+
+def test_a_second_writer_of_one_samples_file_is_refused(garbage_model, tokenizer, tmp_path):
+    """Two processes on one file would both sample every unfinished slot; the second is refused at once."""
+    from plaidpp.io import exclusive
+
+    out = tmp_path / "samples.jsonl"
+    with exclusive(out, "another sampler"):  # what a running sampler holds
+        with pytest.raises(UserError, match="being written by another process"):
+            _generate(garbage_model, tokenizer, [unconditional_prompt()], n=2, temperature=1.0, out_path=out, seed=0,
+                      max_new_tokens=4)
+    assert not out.exists() or out.read_text() == ""

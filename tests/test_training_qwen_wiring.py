@@ -16,6 +16,9 @@ import torch
 from plaidpp.config import compose
 from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
 from plaidpp.sampling.generate import generate
+from plaidpp.settings.sampling import SamplerSettings
+
+from .conftest import shrunk_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +41,12 @@ def stand_in(tmp_path_factory) -> Path:
 
 
 def overrides(tmp_path: Path, stand_in: Path, quantized: bool) -> list[str]:
-    extra = ["model.quantization.bnb_4bit_compute_dtype=float32"] if quantized else ["model.quantization=null"]
-    return [
+    extra = ["model.quantization.bnb_4bit_compute_dtype=float32"] if quantized else ["model.quantization.load_in_4bit=false"]
+    return shrunk_overrides("sft", tmp_path, [
         "model=qwen2.5-7b", f"model.pretrained={stand_in}", "model.dtype=float32", *extra,
-        f"paths.processed={tmp_path}/processed", f"paths.cache={tmp_path}/cache",
-        f"paths.models={tmp_path}/models", f"paths.metrics={tmp_path}/metrics", "tracking.uri=null",
         "data.max_rows_per_split=8", "train.max_steps=3", "train.batch_size=2", "train.grad_accum=2",
-        "train.lr=1e-3", "train.max_length=256", "workers=1",
-    ]
+        "train.lr=1e-3", "train.max_length=256",
+    ])
 
 
 @pytest.mark.parametrize("quantized", [True, False], ids=["nf4-lora", "lora"])
@@ -68,8 +69,10 @@ def test_qwen_path_trains_an_adapter_and_samples_from_it(stand_in, tmp_path, qua
     model, tokenizer = load_model_and_tokenizer(str(out), cfg.model, for_training=False)
     assert getattr(model.base_model.model, "is_loaded_in_4bit", False) == quantized
     assert len(tokenizer) == len(load_model_and_tokenizer.__globals__["load_tokenizer"](str(stand_in)))
-    stats = generate(model, tokenizer, [unconditional_prompt(), spacegroup_prompt(216)], n=2, batch_size=4,
-                     max_attempts=2, out_path=tmp_path / "s.jsonl", max_new_tokens=6, progress=False)
+    sampler = SamplerSettings(batch_size=4, max_attempts=2, max_new_tokens=6)
+    stats = generate(model, tokenizer, [unconditional_prompt(), spacegroup_prompt(216)], n=2, sampler=sampler,
+                     temperature=1.0, repr="wyckoff", out_path=tmp_path / "s.jsonl", seed=0, model_id="stand-in",
+                     progress=False)
     assert stats.finals == 4
 
     # Reloading for training (what DPO does) gives trainable LoRA weights that take a gradient step.

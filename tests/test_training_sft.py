@@ -11,34 +11,17 @@ from pathlib import Path
 import pytest
 
 from plaidpp.config import PROJECT_ROOT, compose
-from plaidpp.prompts import INFILL_FRACTION
+from plaidpp.settings.model import TaskMixSettings
 
-SMALL_MODEL = [
-    "model.architecture.hidden_size=32",
-    "model.architecture.intermediate_size=64",
-    "model.architecture.num_hidden_layers=1",
-    "model.architecture.num_attention_heads=2",
-    "model.architecture.num_key_value_heads=1",
-    "model.tokenizer_vocab_size=400",
-]
+from .conftest import shrunk_overrides
+
+PAPER_MIX = TaskMixSettings()  # infill one third of the time (appendix 7.2)
 
 
 def sft_overrides(tmp_path: Path, *extra: str) -> list[str]:
-    """A real sft config, shrunk: 24 train rows encoded from the vendored CSV into tmp_path."""
-    return [
-        f"paths.processed={tmp_path}/processed",  # absent: rows are encoded from the vendored CSV
-        f"paths.cache={tmp_path}/cache",
-        f"paths.models={tmp_path}/models",
-        f"paths.metrics={tmp_path}/metrics",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        "data.max_rows_per_split=24",
-        "train.splits=[train]",
-        "train.batch_size=4",
-        "train.logging_steps=1",
-        "workers=1",
-        *SMALL_MODEL,
-        *extra,
-    ]
+    """A real sft config, shrunk: 24 train rows encoded from the vendored CSV (no prepare output in tmp_path)."""
+    return shrunk_overrides("sft", tmp_path, ["data.max_rows_per_split=24", "train.splits=[train]",
+                                              "train.batch_size=4", "train.logging_steps=1", *extra], tracking=True)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +41,7 @@ def crystal_tokenizer(rows, tmp_path_factory):
     from plaidpp.training.sft import tokenizer_corpus
     from plaidpp.training.tokenizer import train_crystal_tokenizer
 
-    tokenizer = train_crystal_tokenizer(tokenizer_corpus(rows[:16], 0), 400)
+    tokenizer = train_crystal_tokenizer(tokenizer_corpus(rows[:16], 0, PAPER_MIX), 400)
     directory = tmp_path_factory.mktemp("tok")
     tokenizer.save_pretrained(str(directory))
     return load_tokenizer(str(directory))
@@ -90,7 +73,7 @@ def test_tokenizer_survives_a_qwen2_model_directory(crystal_tokenizer, tmp_path)
 def test_loss_is_on_the_completion_only(rows, crystal_tokenizer):
     from plaidpp.training.data import SFTDataset
 
-    dataset = SFTDataset(rows, crystal_tokenizer, epochs=1, seed=0, max_length=4096)
+    dataset = SFTDataset(rows, crystal_tokenizer, epochs=1, seed=0, max_length=4096, mix=PAPER_MIX)
     for index in range(len(dataset)):
         example = dataset.example(index)
         item = dataset[index]
@@ -106,14 +89,17 @@ def test_loss_is_on_the_completion_only(rows, crystal_tokenizer):
 def test_epochs_redraw_the_task_mix(rows, crystal_tokenizer):
     from plaidpp.training.data import SFTDataset
 
-    dataset = SFTDataset(rows, crystal_tokenizer, epochs=40, seed=0, max_length=4096)
+    dataset = SFTDataset(rows, crystal_tokenizer, epochs=40, seed=0, max_length=4096, mix=PAPER_MIX)
     tasks = [dataset.example(i).task for i in range(len(dataset))]
     infill = tasks.count("infill") / len(tasks)
-    assert abs(infill - INFILL_FRACTION) < 0.05  # 960 draws: 3 sigma is ~0.045
+    assert abs(infill - 1 / 3) < 0.05  # 960 draws: 3 sigma is ~0.045
+    # the mix is a setting: no infill at all when asked
+    no_infill = SFTDataset(rows, crystal_tokenizer, 5, 0, 4096, TaskMixSettings(infill=0.0, unconditional=0.5))
+    assert all(no_infill.example(i).task != "infill" for i in range(len(no_infill)))
     # The same row gets different tasks in different epochs (fresh prompts, not one repeated example).
     assert len({dataset.example(e * len(rows)).prompt for e in range(40)}) > 3
     # And the draw is deterministic, so a resumed run sees the same examples.
-    assert dataset.example(123) == SFTDataset(rows, crystal_tokenizer, 40, 0, 4096).example(123)
+    assert dataset.example(123) == SFTDataset(rows, crystal_tokenizer, 40, 0, 4096, PAPER_MIX).example(123)
 
 
 def test_sft_trains_and_writes_a_loadable_model(tmp_path):
@@ -168,7 +154,7 @@ def test_sft_resumes_after_a_kill(tmp_path):
     proc = subprocess.run([sys.executable, "-c", DIE_AFTER_FIRST_CHECKPOINT, "sft", *overrides], cwd=PROJECT_ROOT,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-3000:]
-    checkpoints = tmp_path / "cache" / "checkpoints" / "sft"
+    checkpoints = tmp_path / ".cache" / "checkpoints" / "sft"
     done = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
     assert done == [3]
     assert not (tmp_path / "models" / "sft").exists()

@@ -1,8 +1,10 @@
 """``plaidpp`` command line: a thin dispatcher; each command's work lives in its stage package.
 
-Stage commands take Hydra overrides (``plaidpp prepare data=full workers=4``, ``-m`` for sweeps) and are what
-``dvc.yaml`` runs. ``encode``/``decode`` are small argparse tools for one crystal at a time.
-Problems in the user's input print one line on stderr and exit with status 2.
+Stage commands take Hydra overrides (``plaidpp prepare workers=4``, ``-m`` for sweeps) and are what
+``dvc.yaml`` runs; ``plaidpp <stage> --help`` (or ``plaidpp config <stage> [overrides]``) prints every
+setting of the stage with its value and help. ``encode``/``decode`` are small tools for one crystal at a time;
+``pipeline`` writes (or checks) ``dvc.yaml``. Problems in the user's input print one line on stderr and exit
+with status 2, before any work is done.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from plaidpp.errors import UserError
 
-# command -> "module:function"; each function takes the composed DictConfig and returns a summary dict.
+# command -> "module:function"; each function takes the stage's typed config and returns a summary dict.
 HYDRA_COMMANDS: dict[str, str] = {
     "fetch": "plaidpp.data.mp20:fetch_stage",
     "prepare": "plaidpp.data.prepare:prepare",
@@ -23,12 +25,12 @@ HYDRA_COMMANDS: dict[str, str] = {
     "sample": "plaidpp.sampling.sample:sample",
     "pairs": "plaidpp.rlip.pairs:pairs_stage",
     "dpo": "plaidpp.training.dpo:dpo_stage",
-    "rlip": "plaidpp.rlip.loop:rlip",
+    "rlip": "plaidpp.rlip.driver:rlip",
     "report": "plaidpp.reporting.report:report",
 }
 
 
-# Flag sugar for stages whose issue-given CLI uses flags: `--samples X` -> Hydra override `samples=X`.
+# Flag sugar for stages whose documented CLI uses flags: `--samples X` -> Hydra override `samples=X`.
 FLAG_OVERRIDES: dict[str, tuple[str, ...]] = {"evaluate": ("samples", "out")}
 
 
@@ -40,7 +42,7 @@ def _flags_to_overrides(command: str, argv: list[str]) -> list[str]:
         name, _, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
         if name in flags:
             if not value:
-                if i + 1 >= len(argv):
+                if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
                     raise UserError(f"--{name} needs a value")
                 value, i = argv[i + 1], i + 1
             arg = f"{name}={value}"
@@ -56,26 +58,38 @@ def _fail(message: str) -> int:
 
 def _read_input(path: str) -> str:
     if path == "-":
-        return sys.stdin.read()
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"no such file: {path}")
-    return file.read_text()
+        stream = getattr(sys.stdin, "buffer", None)  # a text stream without bytes underneath (tests) reads as is
+        if stream is None:
+            return sys.stdin.read()
+        data = stream.read()
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise UserError(f"no such file: {path}")
+        data = file.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text file (not UTF-8)") from None
 
 
 def _encode(args: argparse.Namespace) -> int:
+    import warnings
+
     from pymatgen.core import Structure
 
-    from plaidpp.representation import get
+    from plaidpp.representation import EncodeError, get
 
     text = _read_input(args.file)
     try:
-        structure = Structure.from_str(text, fmt="cif")
-    except Exception as exc:  # pymatgen raises many types for malformed CIF
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = Structure.from_str(text, fmt="cif")
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types for malformed CIF
         raise UserError(f"{args.file} is not a readable CIF ({type(exc).__name__})") from None
     try:
         print(get(args.repr).encode(structure))
-    except ValueError as exc:
+    except EncodeError as exc:
         raise UserError(f"cannot encode {args.file}: {exc}") from None
     return 0
 
@@ -94,6 +108,24 @@ def _decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from plaidpp.config import settings_table
+
+    print(settings_table(args.stage, _flags_to_overrides(args.stage, args.overrides)))
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from plaidpp.pipeline import check, write
+
+    if args.check:
+        check()
+        print("dvc.yaml is up to date with params.yaml, conf/ and the code")
+    else:
+        print(write())
+    return 0
+
+
 def _argparse_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="plaidpp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,49 +138,69 @@ def _argparse_main(argv: list[str]) -> int:
     dec.add_argument("--strict", action="store_true", help="reject a formula/'Sites (N)' header that disagrees")
     dec.add_argument("file", nargs="?", default="-")
     dec.set_defaults(run=_decode)
+    cfg = sub.add_parser("config", help="every setting of a stage: value, unit, allowed values, help")
+    cfg.add_argument("stage", choices=list(HYDRA_COMMANDS))
+    cfg.add_argument("overrides", nargs="*", help="Hydra overrides, as for the stage")
+    cfg.set_defaults(run=_config)
+    pipe = sub.add_parser("pipeline", help="write dvc.yaml from params.yaml, conf/ and the code (--check: verify)")
+    pipe.add_argument("--check", action="store_true", help="exit 2 if the committed dvc.yaml is stale")
+    pipe.set_defaults(run=_pipeline)
     for name in HYDRA_COMMANDS:
-        sub.add_parser(name, help=f"run the {name} stage (Hydra overrides follow; see conf/{name}.yaml)")
+        sub.add_parser(name, help=f"run the {name} stage (Hydra overrides follow; --help lists its settings)")
     args = parser.parse_args(argv)
     return args.run(args)
 
 
-def _check_overrides(command: str, argv: list[str]) -> None:
-    """Compose once before Hydra runs, so a mistyped override (bad syntax, unknown group option or key) is one
-    line and status 2 instead of Hydra's multi-line report and status 1. Sweeps and Hydra's own flags and
-    settings are left to Hydra."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+def _is_hydra_arg(arg: str) -> bool:
+    """Hydra's own flags (-m, --cfg job, ...) and settings (hydra.run.dir=..., hydra/launcher=...)."""
+    return arg.startswith("-") or arg.lstrip("+~").startswith("hydra")
 
-    from plaidpp.config import compose
 
-    if any(arg.startswith("-") or arg.lstrip("+~").startswith("hydra") for arg in argv):
-        return
-    try:
-        compose(command, argv)
-    except (HydraException, OmegaConfBaseException) as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise UserError(f"bad override: {first}") from None
+def _first_of_sweeps(overrides: list[str]) -> list[str]:
+    """For checking a ``-m`` sweep before it starts: every sweep override reduced to its first value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    out = []
+    for text, override in zip(overrides, parsed, strict=True):
+        if override.is_sweep_override():
+            first = next(iter(override.sweep_string_iterator()))
+            out.append(f"{override.get_key_element()}={first}")
+        else:
+            out.append(text)
+    return out
 
 
 def _hydra_main(command: str, argv: list[str]) -> int:
     import hydra
-    from omegaconf import DictConfig
+    from hydra.errors import HydraException
 
-    from plaidpp.config import conf_dir
+    from plaidpp.config import compose, compose_dict, conf_dir, to_settings
 
-    _check_overrides(command, argv)
+    stage_args = [a for a in argv if not _is_hydra_arg(a)]
+    try:
+        checked = _first_of_sweeps(stage_args)
+    except HydraException as exc:
+        raise UserError(f"bad override: {str(exc).splitlines()[0]}") from None
+    # Compose and validate once before Hydra runs: a bad setting is one line and status 2 before any work, and
+    # the params.yaml knobs this composition needed are handed to Hydra as overrides so it composes the same.
+    cfg, added = compose_dict(command, checked)
+    to_settings(cfg, command)
     module_name, function_name = HYDRA_COMMANDS[command].split(":")
 
     @hydra.main(config_path=str(conf_dir()), config_name=command, version_base="1.3")
-    def _run(cfg: DictConfig) -> None:
-        stage = getattr(importlib.import_module(module_name), function_name)
+    def _run(_: object) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
         try:
-            stage(cfg)
+            settings = compose(command, list(HydraConfig.get().overrides.task))
+            stage = getattr(importlib.import_module(module_name), function_name)
+            stage(settings)
         except UserError as exc:
             print(f"plaidpp {command}: error: {exc}", file=sys.stderr)
             sys.exit(2)
 
-    sys.argv = [f"plaidpp {command}", *argv]
+    sys.argv = [f"plaidpp {command}", *argv, *added]
     _run()
     return 0
 
@@ -156,13 +208,21 @@ def _hydra_main(command: str, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] in HYDRA_COMMANDS and "-h" not in argv[1:2]:
-            return _hydra_main(argv[0], _flags_to_overrides(argv[0], argv[1:]))
+        if argv and argv[0] in HYDRA_COMMANDS:
+            command, rest = argv[0], _flags_to_overrides(argv[0], argv[1:])
+            if "--help" in rest or "-h" in rest:
+                from plaidpp.config import settings_table
+
+                print(settings_table(command, [a for a in rest if a not in ("--help", "-h")]))
+                return 0
+            return _hydra_main(command, rest)
         return _argparse_main(argv)
     except UserError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return _fail("interrupted")
+    except SystemExit as exc:  # a stage's error inside hydra.main (already printed), when called in-process
+        return exc.code if isinstance(exc.code, int) else 1
 
 
 if __name__ == "__main__":

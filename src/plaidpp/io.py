@@ -1,18 +1,70 @@
-"""Small file helpers shared by the stages."""
+"""Small file helpers shared by the stages: every whole file or folder is written under a temporary name and
+renamed, so a kill never leaves half of one; a lock keeps two processes off one output."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from plaidpp.errors import UserError
 
-def write_json(path: Path, data: Any, default: Callable[[Any], Any] | None = None) -> None:
-    """Write JSON (indented, trailing newline) via a temp file and rename, so a kill never leaves half a file."""
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
+
+
+def write_json(path: str | os.PathLike, data: Any, default: Callable[[Any], Any] | None = _json_default) -> None:
+    """Write JSON (indented, trailing newline) via a temp file and rename."""
+    write_text(path, json.dumps(data, indent=2, default=default) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` a sibling temp file, then rename it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=default) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Move a finished folder ``tmp`` onto ``out`` (a model directory, say), replacing what was there."""
+    tmp, out = Path(tmp), Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+@contextmanager
+def exclusive(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` for the block; another holder makes this a one-line error.
+
+    The lock dies with its process (flock), so a killed run never leaves a stale lock behind.
+    """
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{path} is being written by another process ({what}); wait for it or choose "
+                            "another output") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -8,6 +8,8 @@ Tasks:
 - generation, conditioned: one to five of (formula, e_above_hull, formation energy, band gap, space group)
   inserted after the first sentence, in a fixed order
 - infill: the crystal with one element replaced by ``[MASK]``; the completion is that element
+
+How often each task is drawn is ``train.task_mix`` (paper: infill one third of the time).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import random
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from plaidpp.settings.model import TaskMixSettings
+from plaidpp.settings.sampling import PromptSet
 
 PREAMBLE = "Below is a description of a bulk material. "
 INSTRUCTION = (
@@ -36,8 +41,6 @@ CONDITION_SENTENCES: dict[str, str] = {
     "spacegroup": "The spacegroup number is {}. ",
 }
 CONDITIONS = tuple(CONDITION_SENTENCES)
-INFILL_FRACTION = 1 / 3  # paper: infill one third of the time, generation the rest
-UNCONDITIONAL_FRACTION = 0.5  # of generation examples; the paper does not state it
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,20 @@ def spacegroup_prompt(number: int) -> str:
     return generation_prompt({"spacegroup": int(number)})
 
 
+def prompt_counts(prompts: PromptSet) -> tuple[list[str], list[int]]:
+    """The prompts a ``PromptSet`` asks for and how many samples each: unconditional first, then each space
+    group in order; prompts with a zero count are left out."""
+    texts, counts = [], []
+    if prompts.n_unconditional > 0:
+        texts.append(unconditional_prompt())
+        counts.append(prompts.n_unconditional)
+    if prompts.n_per_spacegroup > 0:
+        for number in prompts.spacegroups:
+            texts.append(spacegroup_prompt(number))
+            counts.append(prompts.n_per_spacegroup)
+    return texts, counts
+
+
 def infill_example(text: str, rng: random.Random) -> Example:
     """Mask every occurrence of one element (chosen at random) in the crystal text.
 
@@ -119,12 +136,12 @@ def available_conditions(properties: dict[str, Any]) -> list[str]:
     return keys
 
 
-def build_example(text: str, properties: dict[str, Any], rng: random.Random) -> Example:
-    """One training example from a crystal text, drawn from the paper's task mix."""
-    if rng.random() < INFILL_FRACTION:
+def build_example(text: str, properties: dict[str, Any], rng: random.Random, mix: TaskMixSettings) -> Example:
+    """One training example from a crystal text, drawn from the task mix (``train.task_mix``)."""
+    if rng.random() < mix.infill:
         return infill_example(text, rng)
     keys = available_conditions(properties)
-    if not keys or rng.random() < UNCONDITIONAL_FRACTION:
+    if not keys or rng.random() < mix.unconditional:
         return Example(unconditional_prompt(), text, "unconditional")
     chosen = rng.sample(keys, rng.randint(1, min(5, len(keys))))
     conditions = {k: properties[k] for k in chosen}

@@ -6,6 +6,7 @@ resumable state), so the MLflow UI shows one run per stage output, not one per a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterator
@@ -14,23 +15,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from plaidpp.settings.common import StageSettings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
-def enabled(cfg: Any) -> bool:
-    return bool(cfg.get("tracking") and cfg.tracking.get("uri"))
+def enabled(cfg: StageSettings) -> bool:
+    return cfg.tracking.uri is not None
 
 
 def flat_params(params: Any, prefix: str = "") -> dict[str, str]:
-    """Nested config or dict -> {"a.b.c": "value"} (MLflow params are flat strings, at most 6000 chars)."""
-    data = OmegaConf.to_container(params, resolve=True) if isinstance(params, DictConfig) else params
+    """Nested settings or dict -> {"a.b.c": "value"} (MLflow params are flat strings, at most 6000 chars)."""
+    data = dataclasses.asdict(params) if dataclasses.is_dataclass(params) else params
     out: dict[str, str] = {}
     for key, value in (data or {}).items():
         name = f"{prefix}{key}"
-        if isinstance(value, DictConfig):
-            value = OmegaConf.to_container(value, resolve=True)
+        if dataclasses.is_dataclass(value):
+            value = dataclasses.asdict(value)
         if isinstance(value, dict):
             out.update(flat_params(value, f"{name}."))
         else:
@@ -58,16 +59,16 @@ def provenance_tags() -> dict[str, str]:
         return {"git_commit": "unknown", "git_dirty": "unknown"}
 
 
-def _connect(cfg: Any):  # noqa: ANN202 - the mlflow module
+def _connect(cfg: StageSettings):  # noqa: ANN202 - the mlflow module
     import mlflow
 
     mlflow.set_tracking_uri(cfg.tracking.uri)
-    mlflow.set_experiment(cfg.tracking.get("experiment", "plaidpp"))
+    mlflow.set_experiment(cfg.tracking.experiment)
     return mlflow
 
 
 @contextmanager
-def run(cfg: Any, name: str, run_id: str | None = None, nested: bool = False,
+def run(cfg: StageSettings, name: str, run_id: str | None = None, nested: bool = False,
         tags: dict[str, str] | None = None) -> Iterator[Any]:
     """An active MLflow run (resumed when ``run_id`` is given); yields None when tracking is off."""
     if not enabled(cfg):
@@ -80,7 +81,7 @@ def run(cfg: Any, name: str, run_id: str | None = None, nested: bool = False,
 
 
 @contextmanager
-def resumable_run(cfg: Any, name: str, run_id_file: Path) -> Iterator[Any]:
+def resumable_run(cfg: StageSettings, name: str, run_id_file: Path) -> Iterator[Any]:
     """The mlflow module inside a run whose id lives in ``run_id_file`` (re-opened after a kill); None when off.
 
     The run ends FINISHED, or KILLED when the body raises (Ctrl-C included)."""
@@ -124,7 +125,7 @@ def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
         mlflow.log_metrics(clean, step=step)
 
 
-def log_summary(cfg: Any, name: str, params: dict[str, Any], metrics: dict[str, Any],
+def log_summary(cfg: StageSettings, name: str, params: dict[str, Any], metrics: dict[str, Any],
                 artifacts: list[Path] = ()) -> None:
     """A one-shot stage run (evaluate, pairs, dpo): params, metrics and files, nested if a run is open."""
     if not enabled(cfg):

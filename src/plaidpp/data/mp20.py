@@ -12,9 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig
 
 from plaidpp.errors import UserError
+from plaidpp.settings.data import DataSettings
+from plaidpp.settings.stages import FetchConfig
 
 CDVAE_COLUMNS = [
     "material_id",
@@ -44,7 +45,22 @@ def verify_full_split(path: Path, expected_sha1: str) -> None:
         raise UserError(f"{path}: git blob sha1 {actual} != expected {expected_sha1}; the file is not cdvae's MP-20")
 
 
-def fetch_full(data_cfg: DictConfig) -> list[Path]:
+def _download(url: str, target: Path, timeout_s: float) -> None:
+    """``url`` to ``target`` via a ``.part`` file; ``timeout_s`` bounds every blocking socket operation."""
+    import shutil
+
+    tmp = target.with_suffix(target.suffix + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as exc:  # URLError, HTTPError, socket time-outs: no internet is the usual cause
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"could not download {url} ({getattr(exc, 'reason', exc)}); "
+                        "plaidpp fetch needs internet once") from None
+    tmp.replace(target)
+
+
+def fetch_full(data_cfg: DataSettings) -> list[Path]:
     """Download the full cdvae MP-20 splits (needs internet) and verify them; returns the paths."""
     out = Path(data_cfg.dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,14 +68,7 @@ def fetch_full(data_cfg: DictConfig) -> list[Path]:
     for split in data_cfg.splits:
         target = out / f"{split}.csv"
         if not target.exists():
-            url = data_cfg.url.format(split=split)
-            tmp = target.with_suffix(".csv.part")
-            try:
-                urllib.request.urlretrieve(url, tmp)
-            except OSError as exc:  # URLError, HTTPError, timeouts: no internet is the usual cause
-                raise UserError(f"could not download {url} ({getattr(exc, 'reason', exc)}); "
-                                "plaidpp fetch needs internet once") from None
-            tmp.replace(target)
+            _download(data_cfg.url.format(split=split), target, data_cfg.timeout_s)
         verify_full_split(target, data_cfg.git_blob_sha1[split])
         paths.append(target)
     return paths
@@ -71,7 +80,7 @@ def _check_columns(frame: pd.DataFrame, where: str) -> None:
         raise UserError(f"{where} lacks MP-20 columns {missing}")
 
 
-def load_rows(data_cfg: DictConfig, split: str) -> pd.DataFrame:
+def load_rows(data_cfg: DataSettings, split: str) -> pd.DataFrame:
     """All rows of one split, from the source the config selects (``vendored`` or ``full``)."""
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose from {SPLITS}")
@@ -90,8 +99,8 @@ def load_rows(data_cfg: DictConfig, split: str) -> pd.DataFrame:
         frame = frame.rename(columns={frame.columns[0]: "orig_index"}).assign(split=split)
     else:
         raise UserError(f"unknown data source {data_cfg.source!r}; use data=vendored or data=full")
-    if data_cfg.get("max_rows_per_split"):
-        frame = frame.head(int(data_cfg.max_rows_per_split))
+    if data_cfg.max_rows_per_split is not None:
+        frame = frame.head(data_cfg.max_rows_per_split)
     return frame.reset_index(drop=True)
 
 
@@ -106,7 +115,7 @@ def row_properties(row: pd.Series) -> dict:
     }
 
 
-def fetch_stage(cfg: DictConfig) -> dict:
+def fetch_stage(cfg: FetchConfig) -> dict:
     """``plaidpp fetch data=full``: download and verify the full MP-20 splits."""
     if cfg.data.source != "full":
         raise UserError("fetch only applies to the full MP-20: run `plaidpp fetch data=full`")

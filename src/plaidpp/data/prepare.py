@@ -13,22 +13,21 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
-import os
 import sqlite3
 import time
 import warnings
-from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig
 from tqdm import tqdm
 
 from plaidpp.data.mp20 import load_rows, row_properties
-from plaidpp.io import write_json
+from plaidpp.io import atomic_write, write_json
 from plaidpp.representation import DecodeError, EncodeError, get
 from plaidpp.representation.roundtrip import mismatch_kind
 from plaidpp.representation.wyckoff import SYMMETRY_TOLERANCES
+from plaidpp.runtime import n_workers
+from plaidpp.settings.stages import PrepareConfig
 
 CACHE_VERSION = "3"  # bump when an encoder's output or a cached result's fields change
 PAPER_TOLERANCE = SYMMETRY_TOLERANCES[0]
@@ -112,10 +111,6 @@ class EncodingCache:
         self.db.close()
 
 
-def _worker_count(cfg: DictConfig) -> int:
-    return int(cfg.workers) or os.cpu_count() or 1
-
-
 def encode_all(tasks: list[tuple[str, str]], cache: EncodingCache, workers: int, desc: str = "encode") -> list[dict]:
     """Results for every (representation, cif) task, from the cache or computed in parallel."""
     keys = [_cache_key(*task) for task in tasks]
@@ -176,19 +171,17 @@ def _failure_record(row: pd.Series, representation: str, result: dict) -> dict:
 
 def _write_failures(path: Path, records: list[dict]) -> None:
     """Every row left out of the JSONL, with its reason: what a person inspects after reading the counts."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = ["split", "material_id", "formula", "spacegroup_mp", "repr", "reason", "detail"]
-    pd.DataFrame(records, columns=columns).to_csv(path.with_suffix(".tmp"), index=False)
-    os.replace(path.with_suffix(".tmp"), path)
+    atomic_write(path, lambda tmp: pd.DataFrame(records, columns=columns).to_csv(tmp, index=False))
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w") as fh:
-        for record in records:
-            fh.write(json.dumps(record) + "\n")
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as fh:
+            for record in records:
+                fh.write(json.dumps(record) + "\n")
+
+    atomic_write(path, write)
 
 
 def token_means(texts: dict[str, list[str]], tokenizer_dir: str) -> dict[str, float]:
@@ -204,11 +197,11 @@ def token_means(texts: dict[str, list[str]], tokenizer_dir: str) -> dict[str, fl
     return means
 
 
-def prepare(cfg: DictConfig) -> dict:
+def prepare(cfg: PrepareConfig) -> dict:
     started = time.time()
     out_dir = Path(cfg.out_dir)
     cache = EncodingCache(Path(cfg.paths.cache) / "prepare" / "encodings.sqlite")
-    workers = _worker_count(cfg)
+    workers = n_workers(cfg.workers)
     metrics: dict = {"source": cfg.data.source, "workers": workers, "splits": {}}
     all_texts: dict[str, list[str]] = {r: [] for r in cfg.representations}
     failed_rows: list[dict] = []

@@ -1,33 +1,47 @@
 """The ``evaluate`` stage: samples JSONL in, ``structures.parquet`` + ``summary.json`` (+ MLflow) out.
 
-    plaidpp evaluate samples=runs/samples.jsonl out=runs/eval [mlip=sevennet] [hull=mp20_fallback] [workers=2]
+    plaidpp evaluate --samples runs/samples.jsonl --out runs/eval [mlip=sevennet] [hull=mp20_fallback] [workers=2]
+
+``score_to_dir`` is the one writer of a scored folder: this stage and RLIP's reward and evaluation steps call
+it, so every scored folder has the same table schema, summary and provenance.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 
 from plaidpp import tracking
 from plaidpp.errors import UserError
 from plaidpp.evaluation.score import score_samples
-from plaidpp.io import write_json
+from plaidpp.io import atomic_write, write_json
+from plaidpp.settings.stages import EvaluateConfig
 
 log = logging.getLogger(__name__)
+
+
+def _check_row(row: Any, where: str) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: expected a JSON object")
+    group = row.get("spacegroup")
+    if group is not None and (isinstance(group, bool) or not isinstance(group, int) or not 1 <= group <= 230):
+        # silently treating it as unconditional would change n_conditional and every S.S.U.N. figure
+        raise UserError(f"{where}: spacegroup {group!r} is not a space-group number 1..230 (or null)")
+    return row
 
 
 def read_samples(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     """JSON objects, one per line; a malformed line is a UserError naming its line number."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"samples file not found: {path} (samples=FILE.jsonl)")
+        raise UserError(f"samples file not found: {path} (--samples FILE.jsonl)")
     rows = []
     with path.open() as fh:
         for number, line in enumerate(fh, 1):
@@ -37,20 +51,12 @@ def read_samples(path: str | Path, limit: int | None = None) -> list[dict[str, A
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise UserError(f"{path}:{number}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object")
-            rows.append(row)
-    if limit:
-        rows = rows[: int(limit)]
+            rows.append(_check_row(row, f"{path}:{number}"))
+    if limit is not None:
+        rows = rows[:limit]
     if not rows:
         raise UserError(f"{path} has no samples")
     return rows
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
@@ -58,19 +64,27 @@ def _parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     for col in table.columns:
         if table[col].dtype == object:
-            kinds = {type(v) for v in table[col] if v is not None and not (isinstance(v, float) and pd.isna(v))}
+            kinds = {type(v) for v in table[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
             if kinds - {str} and kinds != {bool}:
                 table[col] = [None if v is None else json.dumps(v, default=str) for v in table[col]]
     return table
 
 
-def write_outputs(table: pd.DataFrame, summary: dict[str, Any], out_dir: Path) -> None:
+def score_to_dir(rows: list[dict[str, Any]], cfg: EvaluateConfig, out_dir: Path,
+                 samples_file: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Score ``rows`` and write ``out_dir``/{structures.parquet, summary.json} (each written whole)."""
+    start = time.monotonic()
+    table, summary = score_samples(rows, cfg)
+    summary["samples_file"] = str(samples_file)
+    summary["seconds"] = round(time.monotonic() - start, 1)
+    summary["config"] = asdict(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "structures.parquet", lambda p: _parquet_safe(table).to_parquet(p, index=False))
-    _atomic_write(out_dir / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2, default=str)))
+    atomic_write(out_dir / "structures.parquet", lambda p: _parquet_safe(table).to_parquet(p, index=False))
+    write_json(out_dir / "summary.json", summary, default=str)
+    return table, summary
 
 
-def _log_mlflow(cfg: DictConfig, summary: dict[str, Any], out_dir: Path) -> None:
+def _log_mlflow(cfg: EvaluateConfig, summary: dict[str, Any], out_dir: Path) -> None:
     params = {"samples": str(cfg.samples), "mlip": summary["mlip"],
               "mlip_apply_mp2020_correction": summary["mlip_apply_mp2020_correction"],
               "hull_source": summary["hull_source"], "relax": summary["relax_settings"],
@@ -82,25 +96,13 @@ def _log_mlflow(cfg: DictConfig, summary: dict[str, Any], out_dir: Path) -> None
                          artifacts=[out_dir / "summary.json", out_dir / "structures.parquet"])
 
 
-def _write_metrics_copy(summary: dict[str, Any], path: Path) -> None:
-    """The summary without the echoed config (DVC shows every number in a metrics file)."""
-    write_json(path, {k: v for k, v in summary.items() if k != "config"}, default=str)
-
-
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
+def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Score ``cfg.samples`` and write ``cfg.out``/{structures.parquet, summary.json}; returns the summary."""
-    if not cfg.get("samples"):
-        raise UserError("no samples file: plaidpp evaluate samples=FILE.jsonl out=DIR")
-    out_dir = Path(str(cfg.out))
-    start = time.monotonic()
-    rows = read_samples(cfg.samples, cfg.get("max_samples"))
-    table, summary = score_samples(rows, cfg)
-    summary["samples_file"] = str(cfg.samples)
-    summary["seconds"] = round(time.monotonic() - start, 1)
-    summary["config"] = OmegaConf.to_container(cfg, resolve=True)
-    write_outputs(table, summary, out_dir)
-    if cfg.get("metrics_file"):  # a flat copy for DVC's metrics (dvc metrics show / diff)
-        _write_metrics_copy(summary, Path(str(cfg.metrics_file)))
+    out_dir = Path(cfg.out)
+    rows = read_samples(cfg.samples, cfg.max_samples)
+    _, summary = score_to_dir(rows, cfg, out_dir, cfg.samples)
+    if cfg.metrics_file:  # a flat copy for DVC's metrics (dvc metrics show / diff), without the config echo
+        write_json(cfg.metrics_file, {k: v for k, v in summary.items() if k != "config"}, default=str)
     if summary.get("hull_warning"):
         log.warning("summary.json: %s", summary["hull_warning"])
     _log_mlflow(cfg, summary, out_dir)

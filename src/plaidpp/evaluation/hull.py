@@ -38,6 +38,7 @@ from pymatgen.core import Composition
 
 from plaidpp.errors import UserError
 from plaidpp.evaluation.energy import ElementalReferences
+from plaidpp.settings.evaluation import HullSettings
 
 log = logging.getLogger(__name__)
 
@@ -195,18 +196,17 @@ def _cached_table(path: Path, cache_dir: Path | None, build) -> pd.DataFrame:
     return table
 
 
-def _mbd_file(cfg: Any) -> Path | None:
-    for key in ("entries_file", "ppd_file"):
-        value = cfg.get(key)
-        if value and Path(str(value)).is_file():
-            return Path(str(value))
+def _mbd_file(cfg: HullSettings) -> Path | None:
+    for value in (cfg.entries_file, cfg.ppd_file):
+        if value and Path(value).is_file():
+            return Path(value)
     return None
 
 
-def load_hull(cfg: Any, cache_dir: str | Path | None = None) -> ReferenceHull:
+def load_hull(cfg: HullSettings, cache_dir: str | Path | None = None) -> ReferenceHull:
     """Build the reference hull that ``conf/hull/<name>.yaml`` describes (see the module docstring)."""
-    source = str(cfg.get("source"))
-    refs_path = Path(str(cfg.get("elemental_refs")))
+    source = cfg.source
+    refs_path = Path(cfg.elemental_refs)
     if not refs_path.is_file():
         raise UserError(f"elemental reference file not found: {refs_path} (hull.elemental_refs)")
     refs = ElementalReferences.from_json(refs_path)
@@ -215,17 +215,17 @@ def load_hull(cfg: Any, cache_dir: str | Path | None = None) -> ReferenceHull:
     if source == "auto":
         source = "matbench_discovery" if _mbd_file(cfg) else "mp20_fallback"
         if source == "mp20_fallback":
-            log.warning("hull=auto: no matbench-discovery file at %s; using the fallback", cfg.get("entries_file"))
+            log.warning("hull=auto: no matbench-discovery file at %s; using the fallback", cfg.entries_file)
 
     if source == "matbench_discovery":
-        entries_file = cfg.get("entries_file")
-        ppd_file = cfg.get("ppd_file")
+        entries_file = cfg.entries_file
+        ppd_file = cfg.ppd_file
         if entries_file and Path(str(entries_file)).is_file():
             path = Path(str(entries_file))
             table = _cached_table(path, cache, lambda: table_from_mp_entries(path, refs))
         elif ppd_file and Path(str(ppd_file)).is_file():
             path = Path(str(ppd_file))
-            if not cfg.get("allow_pickle", False):
+            if not cfg.allow_pickle:
                 raise UserError(
                     f"{path} is a pickle; loading it runs code from the file. Set hull.allow_pickle=true "
                     "if you trust it, or use the entries JSON (hull.entries_file)"
@@ -241,7 +241,7 @@ def load_hull(cfg: Any, cache_dir: str | Path | None = None) -> ReferenceHull:
         )
 
     if source == "mp20_fallback":
-        path = Path(str(cfg.get("table")))
+        path = Path(cfg.table)
         if not path.is_file():
             raise UserError(f"fallback hull table not found: {path} (hull.table)")
         table = pd.read_csv(path, keep_default_na=False, na_values=[""])

@@ -3,7 +3,8 @@
 Each metric names the per-structure boolean column it counts and the denominator it divides by. Unless a
 metric says otherwise the denominator is ``n_requested``: every requested sample, including those that failed
 to parse, failed validity or failed to relax (they count as "not stable", "not unique", ...). Rates over
-survivors would flatter a model that fails often.
+survivors would flatter a model that fails often. Descriptions are templates filled from the configured
+thresholds, so what ``summary.json`` says is what was computed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
+
+from plaidpp.settings.stages import EvaluateConfig
 
 
 @dataclass(frozen=True)
@@ -30,27 +33,27 @@ class RateMetric:
 METRICS: tuple[RateMetric, ...] = (
     RateMetric("parse_rate", "parse_ok", "text decoded into a crystal"),
     RateMetric("validity_structural", "valid_structure",
-               "all periodic interatomic distances > 0.5 Å and volume/atom in the sane window"),
+               "all periodic interatomic distances > {min_distance} Å and volume/atom in {volume_per_atom} Å^3"),
     RateMetric("validity_composition", "valid_composition",
                "SMACT charge neutrality + Pauling test (smact14 oxidation states); unaries and all-metal "
                "compositions pass (CDVAE/MatterGen convention); unparsed samples count as invalid"),
     RateMetric("relax_rate", "relax_ok", "relaxed with the MLIP and placed on the hull (finite E_hull)"),
-    RateMetric("stability_rate", "is_stable", "E_hull <= thresholds.stable (0 eV/atom)"),
-    RateMetric("metastability_rate", "is_metastable", "E_hull <= thresholds.metastable (0.1 eV/atom)"),
-    RateMetric("metastability_rate_reward", "is_metastable_reward",
-               "E_hull <= thresholds.metastable_reward (0.08 eV/atom, the paper's reward tier)"),
+    RateMetric("stability_rate", "is_stable", "E_hull <= {stable} eV/atom (thresholds.stable)"),
+    RateMetric("metastability_rate", "is_metastable", "E_hull <= {metastable} eV/atom (thresholds.metastable)"),
     RateMetric("uniqueness_rate", "is_unique",
                "first member of its StructureMatcher class among all parsed samples"),
     RateMetric("novelty_rate", "is_novel", "matches no training crystal (StructureMatcher defaults)"),
     RateMetric("sun_rate", "is_sun",
-               "stable (E_hull <= 0) + novel + unique: one per StructureMatcher class among stable novel samples"),
+               "stable (E_hull <= {stable} eV/atom) + novel + unique: one per StructureMatcher class among stable "
+               "novel samples"),
     RateMetric("ssun_rate", "is_ssun",
-               "space group by pyxtal (tol 0.01) == requested + metastable (E_hull <= 0.1) + novel + unique",
-               denominator="n_conditional"),
+               "space group by pyxtal (tol {tolerance} Å) == requested + metastable (E_hull <= {metastable} eV/atom) "
+               "+ novel + unique", denominator="n_conditional"),
     RateMetric("spacegroup_accuracy", "spacegroup_match",
-               "pyxtal space group of the relaxed crystal == requested", denominator="n_conditional"),
+               "pyxtal space group (tol {tolerance} Å) of the relaxed crystal == requested",
+               denominator="n_conditional"),
     RateMetric("spacegroup_accuracy_generated", "spacegroup_generated_match",
-               "pyxtal space group of the crystal as generated (before relaxation) == requested",
+               "pyxtal space group (tol {tolerance} Å) of the crystal as generated (before relaxation) == requested",
                denominator="n_conditional"),
 )
 
@@ -71,6 +74,14 @@ def per_spacegroup(table: pd.DataFrame) -> dict[str, dict[str, float | int | Non
     return out
 
 
-def describe() -> dict[str, str]:
-    """Metric name -> description with its denominator, written into summary.json."""
-    return {m.name: f"{m.description} / {m.denominator}" for m in METRICS}
+def describe(cfg: EvaluateConfig) -> dict[str, str]:
+    """Metric name -> description (with the configured thresholds) and denominator, written into summary.json."""
+    values = {"stable": cfg.thresholds.stable, "metastable": cfg.thresholds.metastable,
+              "min_distance": cfg.validity.min_distance, "volume_per_atom": cfg.validity.volume_per_atom,
+              "tolerance": cfg.symmetry.tolerance}
+    return {m.name: f"{m.description.format(**values)} / {m.denominator}" for m in METRICS}
+
+
+def names() -> list[str]:
+    """Every headline rate, in registry order (what RLIP and the report tabulate)."""
+    return [m.name for m in METRICS]

@@ -16,61 +16,14 @@ loop each take their own ``mlip`` config group, so the two can differ.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from pymatgen.core import Element
 
 from plaidpp.errors import UserError
+from plaidpp.settings.evaluation import MLIP_BACKENDS, MLIPSettings
 
-BACKENDS = ("chgnet", "sevennet", "fairchem")
-
-
-@dataclass(frozen=True)
-class MLIPSpec:
-    """What selects and describes one potential (mirrors ``conf/mlip/*.yaml``).
-
-    name: backend (one of BACKENDS).
-    model: backend model id: CHGNet version ("0.3.0"), SevenNet model ("7net-0"), fairchem hub name ("uma-s-1").
-    checkpoint: local checkpoint path (fairchem; overrides ``model``).
-    task_name: fairchem UMA task ("omat" = PBE/PBE+U, MP-compatible); ignored by other backends.
-    apply_mp2020_correction: add MaterialsProject2020Compatibility corrections to the predicted energy.
-        True for potentials trained on raw (uncorrected) GGA/GGA+U energies, False for ones that already
-        predict corrected energies (CHGNet). A wrong value shifts every E_hull of O/F/S/TM-containing crystals.
-    device: "cpu" or "cuda".
-    inference_settings: fairchem preset ("traineval": FP32, uncompiled; "default": compiled, reduced precision).
-    """
-
-    name: str
-    model: str = ""
-    checkpoint: str | None = None
-    task_name: str | None = None
-    apply_mp2020_correction: bool = False
-    device: str = "cpu"
-    inference_settings: str = "traineval"
-
-    @classmethod
-    def from_cfg(cls, cfg: Any) -> MLIPSpec:
-        get = cfg.get if hasattr(cfg, "get") else lambda k, d=None: getattr(cfg, k, d)
-        name = str(get("name"))
-        if name not in BACKENDS:
-            raise UserError(f"unknown mlip {name!r}; choose from {', '.join(BACKENDS)} (mlip=<name>)")
-        return cls(
-            name=name,
-            model=str(get("model", "") or ""),
-            checkpoint=get("checkpoint", None),
-            task_name=get("task_name", None),
-            apply_mp2020_correction=bool(get("apply_mp2020_correction", False)),
-            device=str(get("device", "cpu") or "cpu"),
-            inference_settings=str(get("inference_settings", "traineval") or "traineval"),
-        )
-
-    def cache_tag(self) -> str:
-        """Identifies the potential inside relaxation cache keys (a different model = different energies)."""
-        ident = self.checkpoint or self.model
-        tag = f"{self.name}:{ident}:{self.task_name or ''}"
-        return f"{tag}:{self.inference_settings}" if self.name == "fairchem" else tag  # precision differs
+BACKENDS = MLIP_BACKENDS
 
 
 def _limit_threads() -> None:
@@ -83,26 +36,26 @@ def _limit_threads() -> None:
         torch.set_num_threads(1)
 
 
-def load_calculator(spec: MLIPSpec):
+def load_calculator(spec: MLIPSettings):
     """An ASE calculator for ``spec``. Raises UserError when the backend cannot be loaded."""
     _limit_threads()
     if spec.name == "chgnet":
         from chgnet.model import CHGNet
         from chgnet.model.dynamics import CHGNetCalculator
 
-        model = CHGNet.load(model_name=spec.model or "0.3.0", use_device=spec.device, verbose=False)
+        model = CHGNet.load(model_name=spec.model, use_device=spec.device, verbose=False)
         # "error" would crash on a lone atom far from the rest; we want a number or a counted NaN.
         return CHGNetCalculator(model=model, use_device=spec.device, on_isolated_atoms="ignore")
     if spec.name == "sevennet":
         from sevenn.calculator import SevenNetCalculator
 
-        return SevenNetCalculator(model=spec.checkpoint or spec.model or "7net-0", device=spec.device)
+        return SevenNetCalculator(model=spec.checkpoint or spec.model, device=spec.device)
     if spec.name == "fairchem":
         return _load_fairchem(spec)
     raise UserError(f"unknown mlip {spec.name!r}")
 
 
-def _load_fairchem(spec: MLIPSpec):
+def _load_fairchem(spec: MLIPSettings):
     """fairchem-core >= 2: a UMA / eSEN 'predict unit' wrapped in FAIRChemCalculator (lazy import)."""
     try:
         from fairchem.core import FAIRChemCalculator, pretrained_mlip
@@ -147,21 +100,25 @@ def _is_fairchem_v1_checkpoint(path: str) -> bool:
     return isinstance(obj, dict) and "config" in obj and "state_dict" in obj
 
 
-@lru_cache(maxsize=8)
-def supported_elements(spec: MLIPSpec) -> frozenset[str] | None:
+def supported_elements(spec: MLIPSettings) -> frozenset[str] | None:
     """Element symbols the potential was built for, or None when the backend does not say.
 
     Checked before relaxing so an unsupported element is a counted reason ("element_not_in_mlip"), not an
     index error deep inside a graph network.
     """
-    if spec.name == "chgnet":
+    return _supported_elements(spec.name, spec.checkpoint or spec.model)
+
+
+@lru_cache(maxsize=8)
+def _supported_elements(name: str, model: str) -> frozenset[str] | None:
+    if name == "chgnet":
         # CHGNet embeds atomic numbers 1..94 (AtomEmbedding with 94 rows).
         return frozenset(Element.from_Z(z).symbol for z in range(1, 95))
-    if spec.name == "sevennet":
+    if name == "sevennet":
         try:
             from sevenn.util import load_checkpoint
 
-            ckpt = load_checkpoint(spec.checkpoint or spec.model or "7net-0")
+            ckpt = load_checkpoint(model)
             chem = ckpt.config.get("chemical_species")
             if chem:
                 return frozenset(str(s) for s in chem)

@@ -37,13 +37,12 @@ def matcher() -> StructureMatcher:
 
 # Matcher calls that raised or ran out of time, by reason; reported in summary.json ("matcher_failures").
 MATCH_FAILURES: Counter[str] = Counter()
-MATCH_TIME_LIMIT_S = 10.0  # one fit; a 500-atom generated cell can take minutes
 
 
-def _safe_fit(a: Structure, b: Structure) -> bool:
+def _safe_fit(a: Structure, b: Structure, time_limit_s: float) -> bool:
     """StructureMatcher.fit, where a failure or time-out counts as "no match" (and is counted)."""
     try:
-        with time_budget(MATCH_TIME_LIMIT_S):
+        with time_budget(time_limit_s):
             return bool(matcher().fit(a, b))
     except SymmetryTimeout:
         MATCH_FAILURES["timeout"] += 1
@@ -52,7 +51,7 @@ def _safe_fit(a: Structure, b: Structure) -> bool:
     return False
 
 
-def uniqueness(structures: list[Structure | None]) -> tuple[list[bool | None], list[int | None]]:
+def uniqueness(structures: list[Structure | None], time_limit_s: float) -> tuple[list[bool | None], list[int | None]]:
     """Per crystal: (is first of its class, class id). None where the structure is missing."""
     is_unique: list[bool | None] = [None] * len(structures)
     class_id: list[int | None] = [None] * len(structures)
@@ -63,7 +62,7 @@ def uniqueness(structures: list[Structure | None]) -> tuple[list[bool | None], l
             continue
         bucket = reps.setdefault(s.composition.reduced_formula, [])
         for cid, rep in bucket:
-            if _safe_fit(rep, s):
+            if _safe_fit(rep, s, time_limit_s):
                 is_unique[i], class_id[i] = False, cid
                 break
         else:
@@ -86,13 +85,13 @@ class TrainingSet:
         self._parsed: dict[str, list[Structure]] = {}
 
     @classmethod
-    def load(cls, path: str | Path, split: str | None = "train") -> TrainingSet:
+    def load(cls, path: str | Path, split: str | None) -> TrainingSet:
         """A processed JSONL (``cif`` field, e.g. data/processed/wyckoff/train.jsonl) or an MP-20 CSV
         (``cif`` column, rows filtered by ``split`` when the file has a split column)."""
         path = Path(path)
         if not path.is_file():
             raise UserError(
-                f"novelty reference not found: {path}; run `plaidpp prepare` or set novelty.reference_file=FILE"
+                f"novelty reference not found: {path}; run `plaidpp prepare` or set novelty.reference_file=[FILE]"
             )
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         name = path.name.removesuffix(".gz")
@@ -119,7 +118,7 @@ class TrainingSet:
         return cls(list(frame["formula"]), list(frame["cif"]), str(path), digest)
 
     @classmethod
-    def load_all(cls, paths: str | Path | list[str | Path], split: str | None = "train") -> TrainingSet:
+    def load_all(cls, paths: str | Path | list[str | Path], split: str | None) -> TrainingSet:
         """One reference from several files (e.g. the train and val JSONL a model was trained on together)."""
         if isinstance(paths, (str, Path)):
             return cls.load(paths, split)
@@ -136,13 +135,14 @@ class TrainingSet:
             self._parsed[formula] = [Structure.from_str(c, fmt="cif") for c in self._cifs.get(formula, [])]
         return self._parsed[formula]
 
-    def is_novel(self, structure: Structure) -> bool:
-        return not any(_safe_fit(ref, structure) for ref in self._bucket(structure.composition.reduced_formula))
+    def is_novel(self, structure: Structure, time_limit_s: float) -> bool:
+        bucket = self._bucket(structure.composition.reduced_formula)
+        return not any(_safe_fit(ref, structure, time_limit_s) for ref in bucket)
 
     def describe(self) -> dict[str, object]:
         return {"novelty_reference": self.path, "novelty_reference_size": self.size,
                 "novelty_reference_sha256": self.sha256}
 
 
-def novelty(structures: list[Structure | None], train: TrainingSet) -> list[bool | None]:
-    return [None if s is None else train.is_novel(s) for s in structures]
+def novelty(structures: list[Structure | None], train: TrainingSet, time_limit_s: float) -> list[bool | None]:
+    return [None if s is None else train.is_novel(s, time_limit_s) for s in structures]

@@ -16,51 +16,14 @@ import numpy as np
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from plaidpp.settings.evaluation import RelaxSettings
+
 RELAX_REASONS: dict[str, str] = {
     "energy_nan": "the MLIP returned a NaN/inf energy, force or stress",
     "energy_out_of_range": "energy per atom outside relax.energy_window (eV/atom): an exploding potential",
     "cell_exploded": "volume per atom left relax.max_volume_per_atom during relaxation",
     "relax_timeout": "relaxation exceeded relax.time_limit_s",
 }
-
-
-@dataclass(frozen=True)
-class RelaxSettings:
-    """How to relax (mirrors ``evaluate.yaml: relax``).
-
-    steps: maximum FIRE steps (paper: 500).
-    fmax: force convergence threshold in eV/Å (paper: 0.02).
-    cell_filter: "frechet" (ASE FrechetCellFilter) or "exp" (ExpCellFilter) - relaxes cell and positions.
-    energy_window: (low, high) eV/atom; MP-scale energies lie in about (-15, 0).
-    max_volume_per_atom: Å^3; MP-20 tops out near 60 (measured in tests), so 500 means "exploded".
-    time_limit_s: wall-clock budget per structure.
-    primitive: relax the primitive cell (Wyckoff texts decode to the conventional cell, up to 4x the atoms;
-        energy per atom is the same and graph-network cost grows with the atom count).
-    """
-
-    steps: int = 500
-    fmax: float = 0.02
-    cell_filter: str = "frechet"
-    energy_window: tuple[float, float] = (-30.0, 10.0)
-    max_volume_per_atom: float = 500.0
-    time_limit_s: float = 300.0
-    primitive: bool = True
-
-    @classmethod
-    def from_cfg(cls, cfg: Any) -> RelaxSettings:
-        window = cfg.get("energy_window", (-30.0, 10.0))
-        return cls(
-            steps=int(cfg.get("steps", 500)),
-            fmax=float(cfg.get("fmax", 0.02)),
-            cell_filter=str(cfg.get("cell_filter", "frechet")),
-            energy_window=(float(window[0]), float(window[1])),
-            max_volume_per_atom=float(cfg.get("max_volume_per_atom", 500.0)),
-            time_limit_s=float(cfg.get("time_limit_s", 300.0)),
-            primitive=bool(cfg.get("primitive", True)),
-        )
-
-    def cache_tag(self) -> str:
-        return f"steps={self.steps}:fmax={self.fmax}:filter={self.cell_filter}:primitive={self.primitive}"
 
 
 @dataclass

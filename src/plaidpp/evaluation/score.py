@@ -30,13 +30,13 @@ from plaidpp.evaluation import metrics
 from plaidpp.evaluation.cache import RelaxCache
 from plaidpp.evaluation.energy import mp2020_correction
 from plaidpp.evaluation.hull import ReferenceHull, load_hull
-from plaidpp.evaluation.mlip import MLIPSpec, supported_elements
+from plaidpp.evaluation.mlip import supported_elements
 from plaidpp.evaluation.novelty import TrainingSet, novelty, uniqueness
-from plaidpp.evaluation.relax import RelaxSettings
 from plaidpp.evaluation.symmetry import SymmetryTimeout, spacegroup_number, time_budget
 from plaidpp.evaluation.validity import composition_validity, structural_validity
 from plaidpp.evaluation.workers import relax_many
 from plaidpp.representation import DecodeError, get
+from plaidpp.settings.stages import EvaluateConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +44,19 @@ _HULLS: dict[str, ReferenceHull] = {}
 _TRAIN: dict[str, TrainingSet] = {}
 
 
-def _cfg_get(cfg: Any, dotted: str, default: Any = None) -> Any:
-    node = cfg
-    for part in dotted.split("."):
-        if node is None:
-            return default
-        node = node.get(part) if hasattr(node, "get") else getattr(node, part, None)
-    return default if node is None else node
-
-
-def get_hull(cfg: Any) -> ReferenceHull:
+def get_hull(cfg: EvaluateConfig) -> ReferenceHull:
     """The configured hull, built once per process (the RL loop scores many batches)."""
-    from omegaconf import OmegaConf
-
-    key = str(OmegaConf.to_container(cfg.hull, resolve=True)) if OmegaConf.is_config(cfg.hull) else str(cfg.hull)
+    key = repr(cfg.hull)
     if key not in _HULLS:
-        _HULLS[key] = load_hull(cfg.hull, _cfg_get(cfg, "paths.cache"))
+        _HULLS[key] = load_hull(cfg.hull, cfg.paths.cache)
     return _HULLS[key]
 
 
-def get_training_set(cfg: Any) -> TrainingSet:
-    from omegaconf import ListConfig
-
-    reference = _cfg_get(cfg, "novelty.reference_file")
-    paths = [str(p) for p in reference] if isinstance(reference, (list, tuple, ListConfig)) else [str(reference)]
-    split = _cfg_get(cfg, "novelty.split", "train")
-    key = f"{paths}:{split}"
+def get_training_set(cfg: EvaluateConfig) -> TrainingSet:
+    paths = [str(p) for p in cfg.novelty.reference_file]
+    key = f"{paths}:{cfg.novelty.split}"
     if key not in _TRAIN:
-        _TRAIN[key] = TrainingSet.load_all(paths, split)
+        _TRAIN[key] = TrainingSet.load_all(paths, cfg.novelty.split)
     return _TRAIN[key]
 
 
@@ -105,17 +90,15 @@ def _requested_sg(value: Any) -> int | None:
     return number if 1 <= number <= 230 else None
 
 
-def score_samples(
-    rows: list[dict] | pd.DataFrame, cfg: Any, *, progress: bool | None = None
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+def score_samples(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Score generated crystals; returns (per-sample table, summary dict). See the module docstring."""
     frame, info = select_rows(rows)
-    progress = bool(_cfg_get(cfg, "progress", True)) if progress is None else progress
-    default_repr = str(_cfg_get(cfg, "default_repr", "wyckoff"))
-    min_dist = float(_cfg_get(cfg, "validity.min_distance", 0.5))
-    vpa = tuple(float(x) for x in _cfg_get(cfg, "validity.volume_per_atom", (1.0, 500.0)))
-    spec = MLIPSpec.from_cfg(cfg.mlip)
-    settings = RelaxSettings.from_cfg(_cfg_get(cfg, "relax", {}))
+    progress = cfg.progress
+    default_repr = cfg.default_repr
+    min_dist = cfg.validity.min_distance
+    vpa = tuple(cfg.validity.volume_per_atom)
+    spec = cfg.mlip
+    settings = cfg.relax
     hull = get_hull(cfg)
 
     n = len(frame)
@@ -151,7 +134,7 @@ def score_samples(
         valid_s[i], min_d[i] = check.valid, check.min_distance
         try:
             # SMACT enumerates oxidation-state combinations: exponential in the number of elements
-            with time_budget(float(_cfg_get(cfg, "validity.smact_time_limit_s", 5.0))):
+            with time_budget(cfg.validity.smact_time_limit_s):
                 valid_c[i] = composition_validity(s.composition)
         except SymmetryTimeout:
             valid_c[i] = False
@@ -179,20 +162,20 @@ def score_samples(
             fail[i] = f"element_not_in_mlip:{','.join(bad)}"
         elif bad := hull.missing_elements(s.composition):
             fail[i] = f"element_not_in_hull:{','.join(bad)}"
-        elif not _cfg_get(cfg, "relax.enabled", True):
+        elif not settings.enabled:
             fail[i] = "relax_disabled"
         else:
             todo[i] = s
-    cache_file = _cfg_get(cfg, "cache.file") if _cfg_get(cfg, "cache.enabled", True) else None
-    sg_tolerance = float(_cfg_get(cfg, "symmetry.tolerance", 0.01))  # the paper's pyxtal tolerance, for both checks
-    sg_time_limit_s = float(_cfg_get(cfg, "symmetry.time_limit_s", 20.0))
+    cache_file = cfg.cache.file if cfg.cache.enabled else None
+    sg_tolerance = cfg.symmetry.tolerance  # the paper's pyxtal tolerance, for both checks
+    sg_time_limit_s = cfg.symmetry.time_limit_s
     cache = RelaxCache(cache_file)
     try:
         relaxed = relax_many(
             todo, spec, settings, cache,
             sg_tolerance=sg_tolerance,
             sg_time_limit_s=sg_time_limit_s,
-            workers=int(_cfg_get(cfg, "workers", 0)),
+            workers=cfg.workers,
             progress=progress,
         )
     finally:
@@ -238,14 +221,10 @@ def score_samples(
     out["spacegroup_achieved"] = pd.array(sg_achieved, dtype="Int64")
     out["spacegroup_fail_reason"] = sg_reason
 
-    th_stable = float(_cfg_get(cfg, "thresholds.stable", 0.0))
-    th_meta = float(_cfg_get(cfg, "thresholds.metastable", 0.1))
-    th_reward = float(_cfg_get(cfg, "thresholds.metastable_reward", 0.08))
     eh = out["e_hull"].to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
-        out["is_stable"] = eh <= th_stable
-        out["is_metastable"] = eh <= th_meta
-        out["is_metastable_reward"] = eh <= th_reward
+        out["is_stable"] = eh <= cfg.thresholds.stable
+        out["is_metastable"] = eh <= cfg.thresholds.metastable
     out["spacegroup_match"] = (
         (out["spacegroup_achieved"] == out["spacegroup_requested"]).fillna(False).astype(bool)
     )
@@ -264,12 +243,13 @@ def score_samples(
     from plaidpp.evaluation import novelty as novelty_module
 
     novelty_module.MATCH_FAILURES.clear()
-    uniq, class_id = uniqueness(final_structs)
+    match_limit = cfg.novelty.matcher_time_limit_s
+    uniq, class_id = uniqueness(final_structs, match_limit)
     out["is_unique"] = [bool(u) for u in uniq]
     out["match_class"] = pd.array(class_id, dtype="Int64")
-    if _cfg_get(cfg, "novelty.enabled", True):
+    if cfg.novelty.enabled:
         train = get_training_set(cfg)
-        out["is_novel"] = [bool(v) for v in novelty(final_structs, train)]
+        out["is_novel"] = [bool(v) for v in novelty(final_structs, train, match_limit)]
         info.update(train.describe())
     else:
         out["is_novel"] = False
@@ -280,7 +260,7 @@ def score_samples(
     out["is_ssun"] = _first_per_class(out, ssun_pool)
     out["cif_relaxed"] = cif_relaxed
 
-    summary = build_summary(out, info, hull, spec, settings, cfg)
+    summary = build_summary(out, info, hull, cfg)
     return out, summary
 
 
@@ -298,9 +278,7 @@ def _first_per_class(table: pd.DataFrame, pool: pd.Series) -> pd.Series:
     return flags
 
 
-def build_summary(
-    out: pd.DataFrame, info: dict[str, Any], hull: ReferenceHull, spec: MLIPSpec, settings: RelaxSettings, cfg: Any
-) -> dict[str, Any]:
+def build_summary(out: pd.DataFrame, info: dict[str, Any], hull: ReferenceHull, cfg: EvaluateConfig) -> dict[str, Any]:
     n = len(out)
     n_cond = int(out["spacegroup_requested"].notna().sum())
     reasons = Counter(r.split(":")[0] for r in out["fail_reason"].dropna())  # parse:syntax -> parse
@@ -322,14 +300,10 @@ def build_summary(
         "n_relax_cached": int((out["relax_cached"] == True).sum()),  # noqa: E712
         **info,
         **hull.summary(),
-        "mlip": spec.cache_tag(),
-        "mlip_apply_mp2020_correction": spec.apply_mp2020_correction,
-        "relax_settings": settings.cache_tag(),
-        "thresholds": {
-            "stable": float(_cfg_get(cfg, "thresholds.stable", 0.0)),
-            "metastable": float(_cfg_get(cfg, "thresholds.metastable", 0.1)),
-            "metastable_reward": float(_cfg_get(cfg, "thresholds.metastable_reward", 0.08)),
-        },
+        "mlip": cfg.mlip.cache_tag(),
+        "mlip_apply_mp2020_correction": cfg.mlip.apply_mp2020_correction,
+        "relax_settings": cfg.relax.cache_tag(),
+        "thresholds": {"stable": cfg.thresholds.stable, "metastable": cfg.thresholds.metastable},
         "denominators": (
             "every rate divides by n_requested (all requested samples, including parse failures), except "
             "ssun_rate and spacegroup_accuracy, which divide by n_conditional (samples with a requested space "
@@ -339,11 +313,11 @@ def build_summary(
             "single-element crystals pass compositional validity (CDVAE/MatterGen convention) and are "
             "evaluated like any other crystal; their E_hull is against the elemental polymorphs in the hull"
         ),
-        "sun_definition": "S.U.N.: E_hull <= thresholds.stable, novel, one per StructureMatcher class",
+        "sun_definition": f"S.U.N.: E_hull <= {cfg.thresholds.stable} eV/atom, novel, one per StructureMatcher class",
         "ssun_definition": (
-            "S.S.U.N.: pyxtal space group (tol 0.01, relaxed crystal) == requested, E_hull <= "
-            "thresholds.metastable, novel, one per StructureMatcher class"
+            f"S.S.U.N.: pyxtal space group (tol {cfg.symmetry.tolerance} Å, relaxed crystal) == requested, E_hull <= "
+            f"{cfg.thresholds.metastable} eV/atom, novel, one per StructureMatcher class"
         ),
-        "metric_definitions": metrics.describe(),
+        "metric_definitions": metrics.describe(cfg),
     }
     return summary

@@ -18,9 +18,11 @@ from pymatgen.core import Structure
 from tqdm import tqdm
 
 from plaidpp.evaluation.cache import RelaxCache
-from plaidpp.evaluation.mlip import MLIPSpec, load_calculator
-from plaidpp.evaluation.relax import RelaxSettings, relax_structure
+from plaidpp.evaluation.mlip import load_calculator
+from plaidpp.evaluation.relax import relax_structure
 from plaidpp.evaluation.symmetry import spacegroup_number
+from plaidpp.runtime import n_workers
+from plaidpp.settings.evaluation import MLIPSettings, RelaxSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ NOT_CACHED = ("relax_timeout", "worker_crashed")
 _STATE: dict[str, Any] = {}
 
 
-def _init(spec: MLIPSpec) -> None:
+def _init(spec: MLIPSettings) -> None:
     os.environ.setdefault("PLAIDPP_TORCH_THREADS", "1")
     import warnings
 
@@ -54,20 +56,16 @@ def _job(structure: Structure, settings: RelaxSettings, sg_tol: float, sg_time: 
     return result
 
 
-def n_workers(requested: int) -> int:
-    return max(1, requested if requested > 0 else (os.cpu_count() or 1))
-
-
 def relax_many(
     structures: dict[int, Structure],
-    spec: MLIPSpec,
+    spec: MLIPSettings,
     settings: RelaxSettings,
     cache: RelaxCache,
     *,
-    sg_tolerance: float = 0.01,
-    sg_time_limit_s: float = 20.0,
-    workers: int = 0,
-    progress: bool = True,
+    sg_tolerance: float,
+    sg_time_limit_s: float,
+    workers: int,
+    progress: bool,
 ) -> dict[int, dict[str, Any]]:
     """Relax every structure (row id -> Structure) not already cached; return row id -> result dict."""
     tags = (spec.cache_tag(), settings.cache_tag(), f"sgtol={sg_tolerance}")

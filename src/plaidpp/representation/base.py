@@ -56,9 +56,10 @@ class DecodeError(ValueError):
 class EncodeError(ValueError):
     """Raised when a structure cannot be written as crystal text.
 
-    ``reason``: ``disordered`` (partial occupancies), ``no_symmetry`` (pyxtal failed at every tolerance) or
-    ``round_trip_mismatch`` (pyxtal gave crystals, but none matched the input after decoding).
-    Wyckoff-specific reasons come from the Wyckoff encoder; any representation may raise ``disordered``.
+    ``reason``: ``disordered`` (partial occupancies), ``bad_lattice`` (non-finite or degenerate cell or
+    coordinates), ``no_symmetry`` (pyxtal failed at every tolerance) or ``round_trip_mismatch`` (pyxtal gave
+    crystals, but none matched the input after decoding). Any representation may raise the first two
+    (``checked_structure``); the others come from the Wyckoff encoder.
     """
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -132,6 +133,21 @@ def build_lattice(abc: list[float], angles: list[float]) -> Lattice:
     if det <= 1e-6:
         raise DecodeError("bad_lattice", f"angles {angles} do not form a cell")
     return Lattice.from_parameters(*abc, *angles)
+
+
+def checked_structure(structure: Structure) -> Structure:
+    """A copy fit to encode: ordered, with a finite cell of positive volume and finite coordinates.
+
+    Checked before any symmetry search: spglib (inside pyxtal) crashes the interpreter (SIGSEGV) on a cell
+    with a NaN length, which a CIF can carry.
+    """
+    if not structure.is_ordered:
+        # pyxtal would silently keep one species per site; refuse instead of inventing a crystal.
+        raise EncodeError("disordered", "partial occupancies; crystal text needs an ordered crystal")
+    values = [*structure.lattice.abc, *structure.lattice.angles, *structure.frac_coords.ravel()]
+    if not all(math.isfinite(float(v)) for v in values) or not structure.volume > 0:
+        raise EncodeError("bad_lattice", "the cell lengths, angles or coordinates are not finite, or the volume is 0")
+    return without_oxidation_states(structure)
 
 
 def without_oxidation_states(structure: Structure) -> Structure:

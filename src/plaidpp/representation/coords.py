@@ -21,12 +21,11 @@ from plaidpp.representation.base import (
     MAX_ATOMS,
     Deadline,
     DecodeError,
-    EncodeError,
     build_lattice,
+    checked_structure,
     checked_tokens,
     parse_element,
     parse_floats,
-    without_oxidation_states,
 )
 
 
@@ -36,9 +35,7 @@ class CoordsRepresentation:
     name = "coords"
 
     def encode(self, structure: Structure, translation: np.ndarray | None = None) -> str:
-        if not structure.is_ordered:
-            raise EncodeError("disordered", "partial occupancies; coordinate text needs an ordered crystal")
-        structure = without_oxidation_states(structure)
+        structure = checked_structure(structure)
         frac = structure.frac_coords if translation is None else structure.frac_coords + translation
         a, b, c = structure.lattice.abc
         angles = " ".join(str(int(round(x))) for x in structure.lattice.angles)

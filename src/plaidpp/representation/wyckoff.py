@@ -45,11 +45,11 @@ from plaidpp.representation.base import (
     DecodeError,
     EncodeError,
     build_lattice,
+    checked_structure,
     checked_tokens,
     parse_element,
     parse_float,
     parse_floats,
-    without_oxidation_states,
 )
 
 SYMMETRY_TOLERANCES = (0.01, 0.005, 0.001, 0.0001)  # pyxtal tolerance (Å); the first is the paper's
@@ -128,10 +128,7 @@ class WyckoffRepresentation:
         return self.encode_with_info(structure)[0]
 
     def encode_with_info(self, structure: Structure) -> tuple[str, EncodeInfo]:
-        if not structure.is_ordered:
-            # pyxtal would silently keep one species per site; refuse instead of inventing a crystal.
-            raise EncodeError("disordered", "partial occupancies; Wyckoff text needs an ordered crystal")
-        structure = without_oxidation_states(structure)
+        structure = checked_structure(structure)
         failed: list[float] = []
         mismatched = False
         for tol in self.tolerances:

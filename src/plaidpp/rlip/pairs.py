@@ -40,58 +40,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
 from plaidpp.errors import UserError
+from plaidpp.io import atomic_write, write_json
+from plaidpp.settings.rlip import PAIR_KINDS as KINDS
+from plaidpp.settings.rlip import PairsSettings
+from plaidpp.settings.stages import PairsStageConfig
 
-KINDS = ("stability_tiered", "stability", "novelty", "spacegroup", "spacegroup_stability")
 TIERS = ("stable", "metastable", "unstable", "failed")
-
-
-@dataclass(frozen=True)
-class PairsConfig:
-    """How pairs are built; mirrors ``conf/pairs/*.yaml``."""
-
-    kinds: tuple[str, ...] = ("stability_tiered", "novelty", "spacegroup", "spacegroup_stability")
-    stable_max: float = 0.0  # eV/atom; E_hull <= this is stable (paper)
-    metastable_max: float = 0.08  # eV/atom; the paper's reward threshold (its evaluation uses 0.1)
-    ratio: int = 2  # rejected partners per accepted crystal (paper 1:2)
-    metastable_per_stable: int = 1  # (stable, metastable) pairs per stable crystal (paper 1)
-    novelty_per_accept: int = 1  # (stable&novel, stable&not-novel) pairs per stable & novel crystal
-    failed: Literal["unstable", "drop"] = "unstable"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        unknown = set(self.kinds) - set(KINDS)
-        if unknown:
-            raise UserError(f"unknown pair kinds {sorted(unknown)}; known: {list(KINDS)}")
-        if "stability" in self.kinds and "stability_tiered" in self.kinds:
-            raise UserError("choose one of 'stability' (non-tiered) and 'stability_tiered', not both")
-        if self.failed not in ("unstable", "drop"):
-            raise UserError(f"pairs.failed must be 'unstable' or 'drop', got {self.failed!r}")
-        if self.ratio < 1 or self.metastable_per_stable < 0 or self.novelty_per_accept < 0:
-            raise UserError("pairs.ratio must be >= 1 and the per-crystal counts >= 0")
-        if not self.stable_max <= self.metastable_max:
-            raise UserError("pairs.stable_max must not exceed pairs.metastable_max")
-
-    @classmethod
-    def from_mapping(cls, mapping: Any) -> PairsConfig:
-        """From a Hydra node or dict; keys not in the dataclass are an error (typos must not pass silently)."""
-        data = dict(mapping)
-        unknown = set(data) - {f for f in cls.__dataclass_fields__}
-        if unknown:
-            raise UserError(f"unknown pairs settings {sorted(unknown)}")
-        if "kinds" in data:
-            data["kinds"] = tuple(data["kinds"])
-        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -130,7 +94,7 @@ def _flag(row: pd.Series, column: str, default: bool = True) -> bool:
     return bool(value)
 
 
-def tier_of(row: pd.Series, cfg: PairsConfig) -> str:
+def tier_of(row: pd.Series, cfg: PairsSettings) -> str:
     """The row's reward tier; ``failed`` when there is no trustworthy energy for the text as written."""
     e_hull = row.get("e_hull")
     usable = (
@@ -166,7 +130,7 @@ def _int_or_none(value: Any) -> int | None:
     return int(value)
 
 
-def _groups(table: pd.DataFrame, cfg: PairsConfig) -> dict[tuple[str, str], list[_Sample]]:
+def _groups(table: pd.DataFrame, cfg: PairsSettings) -> dict[tuple[str, str], list[_Sample]]:
     """(group name, prompt) -> samples in table order. Unconditional rows have no requested space group."""
     for column in ("text", "prompt", "e_hull"):
         if column not in table.columns:
@@ -203,7 +167,7 @@ def _draw(rng: random.Random, pool: list[_Sample], k: int, dropped: Counter, kin
 
 
 def _pairs_for_group(
-    group: str, prompt: str, samples: list[_Sample], cfg: PairsConfig, dropped: Counter
+    group: str, prompt: str, samples: list[_Sample], cfg: PairsSettings, seed: int, dropped: Counter
 ) -> Iterable[Pair]:
     by_tier = {t: [s for s in samples if s.tier == t] for t in TIERS}
     rejects = by_tier["unstable"] + (by_tier["failed"] if cfg.failed == "unstable" else [])
@@ -214,7 +178,7 @@ def _pairs_for_group(
                     chosen.e_hull, rejected.e_hull)
 
     def rng(kind: str) -> random.Random:
-        return random.Random(f"{cfg.seed}:{kind}:{group}")  # str seeds are hashed with sha512: stable
+        return random.Random(f"{seed}:{kind}:{group}")  # str seeds are hashed with sha512: stable
 
     if group == "unconditional":
         if "stability_tiered" in cfg.kinds:
@@ -255,7 +219,7 @@ def _pairs_for_group(
                     yield make("spacegroup_stability", a, u)
 
 
-def build_pairs(table: pd.DataFrame, cfg: PairsConfig) -> PairsResult:
+def build_pairs(table: pd.DataFrame, cfg: PairsSettings, seed: int) -> PairsResult:
     """All pairs for one iteration: unconditional and every conditioned group, merged and deduplicated."""
     groups = _groups(table, cfg)
     dropped: Counter = Counter()
@@ -263,7 +227,7 @@ def build_pairs(table: pd.DataFrame, cfg: PairsConfig) -> PairsResult:
     # unconditional first, then groups by space-group number: a fixed order makes dedup deterministic
     order = sorted(groups, key=lambda key: (key[0] != "unconditional", int(key[0][2:]) if key[0] != "unconditional" else 0, key[1]))
     for group, prompt in order:
-        raw.extend(_pairs_for_group(group, prompt, groups[(group, prompt)], cfg, dropped))
+        raw.extend(_pairs_for_group(group, prompt, groups[(group, prompt)], cfg, seed, dropped))
     kind_rank = {k: i for i, k in enumerate(KINDS)}
     raw.sort(key=lambda p: kind_rank[p.kind])  # stable sort: group order kept within a kind
     seen: set[tuple[str, str, str]] = set()
@@ -288,13 +252,7 @@ def build_pairs(table: pd.DataFrame, cfg: PairsConfig) -> PairsResult:
 
 def write_pairs(result: PairsResult, path: str | Path) -> None:
     """JSONL, one pair per line, written to a temp file and renamed so a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w") as handle:
-        for pair in result.pairs:
-            handle.write(json.dumps(asdict(pair)) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text("".join(json.dumps(asdict(pair)) + "\n" for pair in result.pairs)))
 
 
 def read_pairs(path: str | Path) -> list[dict[str, Any]]:
@@ -316,19 +274,16 @@ def read_scored(paths: str | Path | list) -> pd.DataFrame:
     return table
 
 
-def pairs_stage(cfg: Any) -> dict[str, Any]:
-    """``plaidpp pairs scored=<structures.parquet> out=<pairs.jsonl>``: build, save, report counts."""
+def pairs_stage(cfg: PairsStageConfig) -> dict[str, Any]:
+    """``plaidpp pairs 'scored=[<structures.parquet>]' out=<pairs.jsonl>``: build, save, report counts."""
     from plaidpp.tracking import log_summary
 
-    pcfg = PairsConfig.from_mapping({**cfg.pairs, "seed": cfg.pairs.get("seed", cfg.seed)})
-    scored = cfg.scored if isinstance(cfg.scored, str) else list(cfg.scored)
-    result = build_pairs(read_scored(scored), pcfg)
+    result = build_pairs(read_scored(list(cfg.scored)), cfg.pairs, cfg.seed)
     write_pairs(result, cfg.out)
     summary = result.summary()
-    if cfg.get("metrics_file"):
-        Path(cfg.metrics_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.metrics_file).write_text(json.dumps(summary, indent=2) + "\n")
-    log_summary(cfg, "pairs", {"pairs": asdict(pcfg)}, _flat_counts(summary))
+    if cfg.metrics_file:
+        write_json(cfg.metrics_file, summary)
+    log_summary(cfg, "pairs", {"pairs": asdict(cfg.pairs), "seed": cfg.seed}, _flat_counts(summary))
     print(json.dumps(summary["pairs_by_kind"]), f"-> {cfg.out} ({summary['n_pairs']} pairs)")
     return summary
 

@@ -8,10 +8,16 @@ cut off before appending.
 
 Slot layout: prompt ``p`` owns ``n[p]`` consecutive slot indices (``n`` may be one int for all prompts).
 A slot's attempt is kept (``final``) when it decodes, or when it is the slot's ``max_attempts``-th try.
+
+A file is resumed only by the run that started it: ``<out>.run.json`` records everything that changes a
+sample (model content, representation, temperature, sampler settings, seed, prompts and counts), and a
+different run on the same file is refused in one line. While a run writes, it holds ``<out>.lock``; a second
+process on the same file is refused instead of doubling its slots.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,7 +31,9 @@ import torch
 from tqdm.auto import tqdm
 
 from plaidpp.errors import UserError
+from plaidpp.io import exclusive, write_json
 from plaidpp.representation import DecodeError, get
+from plaidpp.settings.sampling import SamplerSettings
 
 _SPACEGROUP_IN_PROMPT = re.compile(r"The spacegroup number is (\d+)\.")
 
@@ -93,7 +101,7 @@ def _read_existing(path: Path, repair: bool = True) -> list[dict]:
     return rows
 
 
-def _slot_prompts(prompts: Sequence[str], n: int | Sequence[int]) -> list[str]:
+def slot_prompts(prompts: Sequence[str], n: int | Sequence[int]) -> list[str]:
     counts = [int(n)] * len(prompts) if isinstance(n, int) else [int(c) for c in n]
     if len(counts) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(counts)} sample counts")
@@ -198,47 +206,76 @@ def _sample_batch_hf(model, tokenizer, prompts: list[str], temperature: float, t
 ENGINES = {"compact": _sample_batch_compact, "hf": _sample_batch_hf}
 
 
+def run_record(model_id: str, repr: str, temperature: float, sampler: SamplerSettings, seed: int,
+               slot_prompt: Sequence[str]) -> dict[str, Any]:
+    """Everything that changes what a samples file holds."""
+    prompts = hashlib.sha256("\x00".join(slot_prompt).encode()).hexdigest()[:16]
+    return {"model": model_id, "repr": repr, "temperature": float(temperature), "top_p": sampler.top_p,
+            "batch_size": sampler.batch_size, "max_attempts": sampler.max_attempts,
+            "max_new_tokens": sampler.max_new_tokens, "engine": sampler.engine, "seed": int(seed),
+            "n_slots": len(slot_prompt), "prompts_sha256": prompts}
+
+
+def check_resumable(out_path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Refuse (one line) to append to a samples file written by a run with other settings."""
+    out_path = Path(out_path)
+    record_file = out_path.with_name(out_path.name + ".run.json")
+    if not out_path.exists() or out_path.stat().st_size == 0:
+        return
+    if not record_file.is_file():
+        raise UserError(f"{out_path} exists but has no run record ({record_file.name}); delete it or choose another "
+                        "output path")
+    stored = json.loads(record_file.read_text())
+    changed = sorted(k for k in record if stored.get(k) != record[k])
+    if changed:
+        diff = ", ".join(f"{k} {stored.get(k)!r} -> {record[k]!r}" for k in changed)
+        raise UserError(f"{out_path} holds samples of another run ({diff}); delete it or choose another output path")
+
+
 def generate(
     model,
     tokenizer,
     prompts: Sequence[str],
     n: int | Sequence[int],
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    batch_size: int = 128,
-    repr: str = "wyckoff",
-    max_attempts: int = 5,
-    out_path: str | os.PathLike = "samples.jsonl",
-    seed: int = 0,
-    max_new_tokens: int = 384,
+    *,
+    sampler: SamplerSettings,
+    temperature: float,
+    repr: str,
+    out_path: str | os.PathLike,
+    seed: int,
+    model_id: str,
     progress: bool = True,
     on_batch: Callable[[SamplingStats], None] | None = None,
-    engine: str = "compact",
 ) -> SamplingStats:
     """Sample ``n`` crystals per prompt into ``out_path`` (JSONL, one row per attempt), resuming if it exists.
 
     Args:
         model, tokenizer: a causal LM and its tokenizer (``load_model_and_tokenizer(..., for_training=False)``).
-        prompts: prompt strings (``prompts.unconditional_prompt()``, ``prompts.spacegroup_prompt(n)``, ...);
-            the requested space group is read back from the prompt text.
+        prompts: prompt strings (``prompts.prompt_counts``); the requested space group is read back from them.
         n: samples per prompt (one int, or one count per prompt).
-        temperature, top_p: sampling settings (temperature 0 = greedy).
-        batch_size: sequences generated together.
+        sampler: top_p, batch size, attempts per slot, token budget, engine.
+        temperature: sampling temperature (> 0).
         repr: representation the model writes ("wyckoff" or "coords"), used to check decoding.
-        max_attempts: tries per slot before its last failure is kept as final (>= 1).
         seed: base seed; batch ``b`` of attempt wave ``a`` uses a seed derived from (seed, first slot, attempt).
-        engine: "compact" (own KV-cache loop that drops finished rows) or "hf" (``model.generate``).
+        model_id: the model's content fingerprint (``training.models.model_fingerprint``), for the run record.
     Returns the ``SamplingStats`` of this call.
     """
-    if max_attempts < 1:
-        raise UserError("max_attempts must be at least 1")
-    if engine not in ENGINES:
-        raise UserError(f"unknown sampling engine {engine!r}; choose from {sorted(ENGINES)}")
-    sample_batch = ENGINES[engine]
+    sample_batch = ENGINES[sampler.engine]
     representation = get(repr)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    slot_prompt = _slot_prompts(list(prompts), n)
+    slot_prompt = slot_prompts(list(prompts), n)
+    record = run_record(model_id, repr, temperature, sampler, seed, slot_prompt)
+    with exclusive(out_path, "a sampler"):
+        check_resumable(out_path, record)
+        write_json(out_path.with_name(out_path.name + ".run.json"), record)
+        return _sample_into(model, tokenizer, representation, slot_prompt, sample_batch, sampler, temperature, repr,
+                            out_path, seed, progress, on_batch)
+
+
+def _sample_into(model, tokenizer, representation, slot_prompt: list[str], sample_batch, sampler: SamplerSettings,
+                 temperature: float, repr: str, out_path: Path, seed: int, progress: bool,
+                 on_batch: Callable[[SamplingStats], None] | None) -> SamplingStats:
     existing = _read_existing(out_path)
     attempts_done: dict[int, int] = {}
     finished: set[int] = set()
@@ -256,13 +293,14 @@ def generate(
     model.eval()
     started = time.perf_counter()
     bar = tqdm(total=len(slot_prompt), initial=len(finished), desc="sample", unit="crystal", disable=not progress)
+    batch_size, max_attempts = sampler.batch_size, sampler.max_attempts
     with open(out_path, "a") as handle:
         while queue:
             batch, queue = queue[:batch_size], queue[batch_size:]
             batch_seed = (int(seed) * 1_000_003 + batch[0][0] * 7919 + batch[0][1]) % (2**31 - 1)
             gen_started = time.perf_counter()
             texts, new_tokens = sample_batch(model, tokenizer, [slot_prompt[i] for i, _ in batch],
-                                              temperature, top_p, max_new_tokens, batch_seed)
+                                              temperature, sampler.top_p, sampler.max_new_tokens, batch_seed)
             stats.generate_seconds += time.perf_counter() - gen_started
             stats.new_tokens += new_tokens
             lines, retry = [], []
@@ -282,7 +320,7 @@ def generate(
                 lines.append(json.dumps({
                     "index": index, "attempt": attempt, "text": text, "repr": repr,
                     "spacegroup": requested_spacegroup(prompt), "prompt": prompt,
-                    "temperature": float(temperature), "top_p": float(top_p), "seed": batch_seed,
+                    "temperature": float(temperature), "top_p": float(sampler.top_p), "seed": batch_seed,
                     "decoded": reason is None, "decode_reason": reason, "final": final,
                 }))
             handle.write("".join(line + "\n" for line in lines))

@@ -1,93 +1,103 @@
 """``plaidpp sample``: the SFT (or any saved) generator's crystals for the paper's prompts.
 
-One file holds every prompt's slots: first ``n_unconditional`` unconditional samples, then
-``n_per_spacegroup`` for each space group in ``sampling.spacegroups`` (rows carry the requested group).
-Re-running after a kill resumes the file (see ``generate``); a finished file is left as it is.
+One file holds every prompt's slots: first ``prompts.n_unconditional`` unconditional samples, then
+``prompts.n_per_spacegroup`` for each space group in ``prompts.spacegroups`` (rows carry the requested group).
+Re-running after a kill resumes the file (see ``generate``); a finished file is left as it is; a file written
+with other settings is refused before the model is loaded.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
 from plaidpp.errors import UserError
-from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
-from plaidpp.sampling.generate import generate
-from plaidpp.training.models import load_model_and_tokenizer
-from plaidpp.training.sft import set_threads
+from plaidpp.io import write_json
+from plaidpp.prompts import prompt_counts
+from plaidpp.runtime import set_torch_threads
+from plaidpp.sampling.generate import SamplingStats, check_resumable, generate, run_record, slot_prompts
+from plaidpp.settings.model import ModelSettings
+from plaidpp.settings.sampling import PromptSet, SamplerSettings
+from plaidpp.settings.stages import SampleConfig
 from plaidpp.tracking import flat_params, resumable_run
+from plaidpp.training.models import check_trained_on, load_model_and_tokenizer, model_fingerprint
 
 
-def stage_prompts(sampling: DictConfig) -> tuple[list[str], list[int]]:
-    """The prompts and per-prompt counts the sampling config asks for (zero-count prompts dropped)."""
-    prompts, counts = [], []
-    if int(sampling.n_unconditional) > 0:
-        prompts.append(unconditional_prompt())
-        counts.append(int(sampling.n_unconditional))
-    if int(sampling.n_per_spacegroup) > 0:
-        for number in sampling.spacegroups or []:
-            try:
-                prompts.append(spacegroup_prompt(int(number)))
-            except ValueError as exc:
-                raise UserError(str(exc)) from None
-            counts.append(int(sampling.n_per_spacegroup))
-    if not prompts:
-        raise UserError("nothing to sample: set sampling.n_unconditional or sampling.n_per_spacegroup > 0")
-    return prompts, counts
+@dataclass(frozen=True)
+class SamplingPlan:
+    """One sampling run, checked: the model exists and writes ``repr``, and ``out_path`` is new or holds this
+    very run (so it can be resumed)."""
+
+    model_dir: Path
+    model_id: str
+    prompts: list[str]
+    counts: list[int]
+    sampler: SamplerSettings
+    temperature: float
+    repr: str
+    seed: int
+    out_path: Path
 
 
-def _check_repr(model_dir: Path, repr_name: str) -> None:
-    record = model_dir / "training_data.json"
-    if record.is_file():
-        trained = json.loads(record.read_text()).get("repr")
-        if trained and trained != repr_name:
-            raise UserError(f"{model_dir} was trained on {trained!r} text; run with repr={trained}")
-
-
-def sample(cfg: DictConfig) -> dict:
-    set_threads(int(cfg.workers))
-    model_dir = Path(cfg.model_dir)
+def plan_sampling(model_dir: str | Path, prompts: PromptSet, *, sampler: SamplerSettings, temperature: float,
+                  repr: str, seed: int, out_path: str | Path) -> SamplingPlan:
+    """Every check that needs no model loaded: a missing model, a model trained on another representation, or
+    a samples file of another run is refused here, in one line."""
+    model_dir = Path(model_dir)
     if not model_dir.exists():
-        raise UserError(f"no model at {model_dir}: run `plaidpp sft` first (or set model_dir=...)")
-    _check_repr(model_dir, cfg.repr.name)
-    s = cfg.sampling
-    prompts, counts = stage_prompts(s)
+        raise UserError(f"no model at {model_dir}: run `plaidpp sft` first (or point to one)")
+    check_trained_on(model_dir, repr)
+    texts, counts = prompt_counts(prompts)
+    plan = SamplingPlan(model_dir, model_fingerprint(model_dir), texts, counts, sampler, temperature, repr, seed,
+                        Path(out_path))
+    check_resumable(plan.out_path, run_record(plan.model_id, repr, temperature, sampler, seed,
+                                              slot_prompts(texts, counts)))
+    return plan
+
+
+def sample_model(plan: SamplingPlan, model_cfg: ModelSettings, *, progress: bool = True,
+                 on_batch: Callable[[SamplingStats], None] | None = None) -> tuple[SamplingStats, dict[str, Any]]:
+    """Load the planned model and sample (what the ``sample`` stage and RLIP's sampling steps both do).
+    Returns the sampler's stats and where/how it ran."""
     started = time.perf_counter()
-    model, tokenizer = load_model_and_tokenizer(str(model_dir), cfg.model, for_training=False)
-    load_seconds = time.perf_counter() - started
+    model, tokenizer = load_model_and_tokenizer(str(plan.model_dir), model_cfg, for_training=False)
+    info = {"model_dir": str(plan.model_dir), "repr": plan.repr, "n_requested": sum(plan.counts),
+            "prompts": len(plan.prompts), "device": str(next(model.parameters()).device),
+            "torch_threads": torch.get_num_threads(), "model_load_seconds": round(time.perf_counter() - started, 2)}
+    stats = generate(model, tokenizer, plan.prompts, plan.counts, sampler=plan.sampler, temperature=plan.temperature,
+                     repr=plan.repr, out_path=plan.out_path, seed=plan.seed, model_id=plan.model_id,
+                     progress=progress, on_batch=on_batch)
+    return stats, info
+
+
+def sample(cfg: SampleConfig) -> dict:
+    set_torch_threads(cfg.workers)
     out_file = Path(cfg.out_file)
+    plan = plan_sampling(cfg.model_dir, cfg.prompts, sampler=cfg.sampler, temperature=cfg.temperature,
+                         repr=cfg.repr, seed=cfg.seed, out_path=out_file)
     with resumable_run(cfg, "sample", out_file.with_name(out_file.name + ".mlflow_run_id")) as mlflow:
         if mlflow is not None:
-            mlflow.log_params({**flat_params({"sampling": s}), "model_dir": str(model_dir), "repr": cfg.repr.name,
+            mlflow.log_params({**flat_params({"sampler": cfg.sampler, "prompts": cfg.prompts}),
+                               "temperature": cfg.temperature, "model_dir": cfg.model_dir, "repr": cfg.repr,
                                "seed": cfg.seed})
 
-        def log_batch(stats) -> None:
+        def log_batch(stats: SamplingStats) -> None:
             if mlflow is not None:
                 mlflow.log_metrics({"crystals_per_s": stats.crystals_per_s, "tokens_per_s": stats.tokens_per_s,
                                     "attempt_parse_rate": stats.decoded / max(stats.attempts, 1)},
                                    step=stats.attempts)
 
-        stats = generate(
-            model, tokenizer, prompts, counts,
-            temperature=float(s.temperature), top_p=float(s.top_p), batch_size=int(s.batch_size),
-            repr=cfg.repr.name, max_attempts=int(s.max_attempts), out_path=out_file, seed=int(cfg.seed),
-            max_new_tokens=int(s.max_new_tokens), on_batch=log_batch,
-            engine=str(s.get("engine", "compact")),
-        )
-        summary = {
-            "out_file": str(out_file), "model_dir": str(model_dir), "repr": cfg.repr.name,
-            "n_requested": sum(counts), "prompts": len(prompts),
-            "device": str(next(model.parameters()).device), "torch_threads": torch.get_num_threads(),
-            "model_load_seconds": round(load_seconds, 2), **stats.as_dict(),
-        }
+        stats, info = sample_model(plan, cfg.model, on_batch=log_batch)
+        summary = {"out_file": str(out_file), **info, **stats.as_dict()}
         _add_file_totals(summary, out_file)
         metrics = Path(cfg.metrics_file)
-        metrics.parent.mkdir(parents=True, exist_ok=True)
-        metrics.write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(metrics, summary)
         if mlflow is not None:
             mlflow.log_metrics({k: float(v) for k, v in summary.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})

@@ -13,7 +13,6 @@ resumed run on exactly the examples it would have seen.
 from __future__ import annotations
 
 import json
-import os
 import random
 import warnings
 from dataclasses import dataclass
@@ -21,15 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from plaidpp.errors import UserError
+from plaidpp.io import write_text
 from plaidpp.prompts import build_example
+from plaidpp.settings.model import TaskMixSettings
+from plaidpp.settings.stages import SftConfig
 
 
-def processed_path(cfg: DictConfig, repr_name: str, split: str) -> Path:
-    return Path(cfg.paths.processed) / repr_name / f"{split}.jsonl"
+def processed_path(cfg: SftConfig, repr_name: str, split: str) -> Path:
+    return Path(cfg.rows_dir) / repr_name / f"{split}.jsonl"
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -37,7 +38,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def _encode_split(cfg: DictConfig, repr_name: str, split: str) -> list[dict[str, Any]]:
+def _encode_split(cfg: SftConfig, repr_name: str, split: str) -> list[dict[str, Any]]:
     """Fallback when ``prepare`` has not run: encode the vendored CSV rows, caching the result."""
     from pymatgen.core import Structure
 
@@ -62,14 +63,11 @@ def _encode_split(cfg: DictConfig, repr_name: str, split: str) -> list[dict[str,
         rows.append({"material_id": row["material_id"], "split": split, "repr": repr_name, "text": text,
                      "properties": row_properties(row)})
     print(f"encoded {len(rows)} {split} rows as {repr_name} ({failures} failed)")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, cache)
+    write_text(cache, "".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 
-def load_training_rows(cfg: DictConfig, repr_name: str, splits: list[str]) -> tuple[list[dict], dict[str, str]]:
+def load_training_rows(cfg: SftConfig, repr_name: str, splits: list[str]) -> tuple[list[dict], dict[str, str]]:
     """Rows of the given splits and, per split, where they came from (for the model's training record)."""
     rows, sources = [], {}
     for split in splits:
@@ -80,9 +78,8 @@ def load_training_rows(cfg: DictConfig, repr_name: str, splits: list[str]) -> tu
         else:
             split_rows = _encode_split(cfg, repr_name, split)
             sources[split] = f"encoded from {cfg.data.file} (prepare output {path} missing)"
-        limit = cfg.data.get("max_rows_per_split") if cfg.get("data") else None
-        if limit:
-            split_rows = split_rows[: int(limit)]
+        if cfg.data.max_rows_per_split is not None:
+            split_rows = split_rows[: cfg.data.max_rows_per_split]
         if not split_rows:
             raise UserError(f"no {repr_name} rows for split {split!r}")
         rows.extend(split_rows)
@@ -115,9 +112,10 @@ class SFTDataset(torch.utils.data.Dataset):
     Examples are tokenized lazily (a tokenizer call is ~50 µs, far below a training step).
     """
 
-    def __init__(self, rows: list[dict], tokenizer, epochs: float, seed: int, max_length: int) -> None:
+    def __init__(self, rows: list[dict], tokenizer, epochs: float, seed: int, max_length: int,
+                 mix: TaskMixSettings) -> None:
         self.rows, self.tokenizer, self.epochs = rows, tokenizer, float(epochs)
-        self.seed, self.max_length = int(seed), int(max_length)
+        self.seed, self.max_length, self.mix = int(seed), int(max_length), mix
 
     def __len__(self) -> int:
         return round(len(self.rows) * self.epochs)
@@ -126,7 +124,7 @@ class SFTDataset(torch.utils.data.Dataset):
         epoch, i = divmod(index, len(self.rows))
         row = self.rows[i]
         rng = random.Random(f"{self.seed}-{epoch}-{i}")
-        return build_example(row["text"], row.get("properties") or {}, rng)
+        return build_example(row["text"], row.get("properties") or {}, rng, self.mix)
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
         example = self.example(index)

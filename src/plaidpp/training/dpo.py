@@ -23,24 +23,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from plaidpp.errors import UserError
+from plaidpp.io import replace_dir, write_json
+from plaidpp.settings.model import DPOSettings, ModelSettings
+from plaidpp.settings.stages import DpoStageConfig
+from plaidpp.training.models import WEIGHT_SUFFIXES, bf16_enabled
 
 SUMMARY_FILE = "dpo_summary.json"
-# Files B's SFT stage writes beside the weights that later stages read (e.g. the novelty reference record).
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
-
-
-def _settings(cfg: Any) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
 
 def _file_hash(path: Path) -> str:
@@ -60,35 +57,34 @@ def load_pairs_dataset(pairs_path: str | Path):
     return Dataset.from_list(rows) if rows else None
 
 
-def dpo_args(dpo: dict[str, Any], output_dir: Path, seed: int, model_cfg: Any, n_pairs: int):
-    """A ``DPOConfig`` from ``conf/dpo/*.yaml``; CPU-safe precision and checkpointing."""
+def dpo_args(dpo: DPOSettings, output_dir: Path, seed: int, model_cfg: ModelSettings, n_pairs: int):
+    """A ``DPOConfig`` from the DPO settings; precision and checkpointing only where the device has them."""
     from trl import DPOConfig
 
     cuda = torch.cuda.is_available()
-    bf16 = bool(dpo.get("bf16", False)) and cuda and torch.cuda.is_bf16_supported()
-    steps_per_epoch = math.ceil(n_pairs / (dpo["batch_size"] * dpo["grad_accum"]))
+    steps_per_epoch = math.ceil(n_pairs / (dpo.batch_size * dpo.grad_accum))
     return DPOConfig(
         output_dir=str(output_dir),
-        beta=float(dpo["beta"]),
-        loss_type=[dpo.get("loss_type", "sigmoid")],
-        learning_rate=float(dpo["lr"]),
-        lr_scheduler_type=dpo.get("lr_scheduler", "constant"),
-        warmup_steps=dpo.get("warmup_steps", 0),
-        num_train_epochs=float(dpo["epochs"]),
-        max_steps=int(dpo.get("max_steps", -1)),
-        per_device_train_batch_size=int(dpo["batch_size"]),
-        gradient_accumulation_steps=int(dpo["grad_accum"]),
-        max_length=int(dpo["max_length"]),
-        optim=dpo.get("optim", "adamw_torch"),
-        weight_decay=float(dpo.get("weight_decay", 0.0)),
-        max_grad_norm=float(dpo.get("max_grad_norm", 1.0)),
-        bf16=bf16,
+        beta=dpo.beta,
+        loss_type=[dpo.loss_type],
+        learning_rate=dpo.lr,
+        lr_scheduler_type=dpo.lr_scheduler,
+        warmup_steps=dpo.warmup_steps,
+        num_train_epochs=dpo.epochs,
+        max_steps=dpo.max_steps,
+        per_device_train_batch_size=dpo.batch_size,
+        gradient_accumulation_steps=dpo.grad_accum,
+        max_length=dpo.max_length,
+        optim=dpo.optim,
+        weight_decay=dpo.weight_decay,
+        max_grad_norm=dpo.max_grad_norm,
+        bf16=bf16_enabled(dpo.bf16),  # TRL defaults to bf16 everywhere, which fails on a CPU
         fp16=False,
-        gradient_checkpointing=bool(model_cfg.get("gradient_checkpointing", False)) and cuda,
+        gradient_checkpointing=model_cfg.gradient_checkpointing and cuda,  # TRL's default is on
         use_cpu=not cuda,
-        logging_steps=max(1, min(int(dpo.get("logging_steps", 10)), steps_per_epoch)),
+        logging_steps=max(1, min(dpo.logging_steps, steps_per_epoch)),
         save_strategy="steps",
-        save_steps=int(dpo.get("save_steps", 200)),
+        save_steps=dpo.save_steps,
         save_total_limit=1,
         report_to="none",
         seed=seed,
@@ -98,7 +94,7 @@ def dpo_args(dpo: dict[str, Any], output_dir: Path, seed: int, model_cfg: Any, n
     )
 
 
-def build_trainer(policy_path: str | Path, ref_path: str | Path, dataset, args, model_cfg: Any):
+def build_trainer(policy_path: str | Path, ref_path: str | Path, dataset, args, model_cfg: ModelSettings):
     """The ``DPOTrainer`` for one iteration: policy from ``policy_path``, reference from ``ref_path``."""
     from peft import PeftModel
     from trl import DPOTrainer
@@ -134,10 +130,10 @@ def _log_history_summary(history: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def _copy_metadata(src: Path, dst: Path) -> None:
+def copy_metadata(src: Path, dst: Path) -> None:
     """Carry SFT side files (e.g. training_data.json) forward; never weights or files the save just wrote."""
     for item in src.iterdir():
-        if item.is_file() and not item.name.endswith(_WEIGHT_SUFFIXES) and not (dst / item.name).exists():
+        if item.is_file() and not item.name.endswith(WEIGHT_SUFFIXES) and not (dst / item.name).exists():
             shutil.copy2(item, dst / item.name)
 
 
@@ -153,10 +149,9 @@ def _save(trainer, tokenizer, tmp: Path) -> None:
 
 
 def train_dpo(policy_path: str | Path, ref_path: str | Path, pairs_path: str | Path, out_path: str | Path,
-              cfg: Any) -> dict[str, Any]:
+              model_cfg: ModelSettings, dpo: DPOSettings, seed: int) -> dict[str, Any]:
     """One round of DPO: ``policy_path`` -> ``out_path`` on ``pairs_path`` against ``ref_path``.
 
-    ``cfg`` needs ``model`` (the generator's model config), ``dpo`` (``conf/dpo/*.yaml``) and ``seed``.
     Returns (and stores in ``<out>/dpo_summary.json``) the pair count, loss and reward-margin figures.
     An existing ``<out>/dpo_summary.json`` means done: it is returned without training again.
     """
@@ -166,12 +161,11 @@ def train_dpo(policy_path: str | Path, ref_path: str | Path, pairs_path: str | P
     for p, what in ((policy_path, "policy model"), (ref_path, "reference model"), (pairs_path, "pairs file")):
         if not p.exists():
             raise UserError(f"no {what} at {p}")
-    dpo = _settings(cfg.dpo)
     dataset = load_pairs_dataset(pairs_path)
     n_pairs = 0 if dataset is None else len(dataset)
     summary: dict[str, Any] = {
         "policy": str(policy_path), "reference": str(ref_path), "pairs": str(pairs_path),
-        "pairs_sha256": _file_hash(pairs_path), "n_pairs": n_pairs, "dpo": dpo, "seed": int(cfg.seed),
+        "pairs_sha256": _file_hash(pairs_path), "n_pairs": n_pairs, "dpo": asdict(dpo), "seed": seed,
     }
     tmp = out_path.with_name(out_path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -181,8 +175,8 @@ def train_dpo(policy_path: str | Path, ref_path: str | Path, pairs_path: str | P
         summary["skipped"] = "no pairs"
     else:
         ckpt = out_path.with_name(out_path.name + ".ckpt")
-        args = dpo_args(dpo, ckpt, int(cfg.seed), cfg.model, n_pairs)
-        trainer = build_trainer(policy_path, ref_path, dataset, args, cfg.model)
+        args = dpo_args(dpo, ckpt, seed, model_cfg, n_pairs)
+        trainer = build_trainer(policy_path, ref_path, dataset, args, model_cfg)
         resume = ckpt.is_dir() and any(ckpt.glob("checkpoint-*"))
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=True if resume else None)
@@ -190,7 +184,7 @@ def train_dpo(policy_path: str | Path, ref_path: str | Path, pairs_path: str | P
         summary["resumed"] = bool(resume)
         summary.update(_log_history_summary(trainer.state.log_history))
         summary["log_history"] = trainer.state.log_history
-        if dpo.get("eval_after", False):
+        if dpo.eval_after:
             # the logged figures are taken before each step's update (with one or two steps they say nothing);
             # this is the trained policy against the reference on the same pairs: how far the round moved it
             after = trainer.evaluate(eval_dataset=trainer.train_dataset)
@@ -198,25 +192,23 @@ def train_dpo(policy_path: str | Path, ref_path: str | Path, pairs_path: str | P
                             for k, v in after.items() if k.startswith(("eval_loss", "eval_rewards/"))})
         _save(trainer, trainer.processing_class, tmp)
         del trainer
-    _copy_metadata(policy_path, tmp)
+    copy_metadata(policy_path, tmp)
     (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    shutil.rmtree(out_path, ignore_errors=True)
-    os.replace(tmp, out_path)
+    replace_dir(tmp, out_path)
     shutil.rmtree(out_path.with_name(out_path.name + ".ckpt"), ignore_errors=True)
     return summary
 
 
-def dpo_stage(cfg: DictConfig) -> dict[str, Any]:
+def dpo_stage(cfg: DpoStageConfig) -> dict[str, Any]:
     """``plaidpp dpo policy=<dir> ref=<dir> pairs_file=<pairs.jsonl> out=<dir>``; ref defaults to the policy."""
     from plaidpp.tracking import log_summary
 
-    ref = cfg.get("ref") or cfg.policy
-    summary = train_dpo(cfg.policy, ref, cfg.pairs_file, cfg.out, cfg)
+    ref = cfg.ref or cfg.policy
+    summary = train_dpo(cfg.policy, ref, cfg.pairs_file, cfg.out, cfg.model, cfg.dpo, cfg.seed)
     metrics = {k: v for k, v in summary.items() if k.startswith("dpo/")}
     metrics["dpo/n_pairs"] = summary["n_pairs"]
     log_summary(cfg, "dpo", {"dpo": summary["dpo"], "policy": cfg.policy, "ref": ref}, metrics)
-    if cfg.get("metrics_file"):
-        Path(cfg.metrics_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.metrics_file).write_text(json.dumps({"n_pairs": summary["n_pairs"], **metrics}, indent=2) + "\n")
+    if cfg.metrics_file:
+        write_json(cfg.metrics_file, {"n_pairs": summary["n_pairs"], **metrics})
     print(json.dumps({"n_pairs": summary["n_pairs"], **metrics}))
     return summary

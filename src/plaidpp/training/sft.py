@@ -13,49 +13,52 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from plaidpp.errors import UserError
+from plaidpp.io import replace_dir, write_json
 from plaidpp.prompts import build_example
+from plaidpp.runtime import set_torch_threads
+from plaidpp.settings.model import TaskMixSettings
+from plaidpp.settings.stages import SftConfig
 from plaidpp.training.data import PadCollator, SFTDataset, load_training_rows
-from plaidpp.training.models import add_lora, build_tiny_model, count_parameters, load_base_model, load_tokenizer
+from plaidpp.training.models import (
+    add_lora,
+    bf16_enabled,
+    build_tiny_model,
+    count_parameters,
+    load_base_model,
+    load_tokenizer,
+)
 from plaidpp.training.tokenizer import train_crystal_tokenizer
 from plaidpp.tracking import flat_params, resumable_run
 
 
-def set_threads(workers: int) -> None:
-    """``workers`` CPU threads for torch (0 = all cores)."""
-    if workers and workers > 0:
-        torch.set_num_threads(int(workers))
-
-
-def fingerprint(cfg: DictConfig) -> str:
+def fingerprint(cfg: SftConfig) -> str:
     """What determines the training trajectory; checkpoints from a different one are not resumed."""
-    keys = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "train", "repr", "data")}
-    keys["seed"] = int(cfg.seed)
-    keys["train"].pop("save_steps", None)
-    keys["train"].pop("logging_steps", None)
+    keys = {"model": asdict(cfg.model), "train": asdict(cfg.train), "repr": cfg.repr, "data": asdict(cfg.data),
+            "seed": cfg.seed}
+    for key in ("save_steps", "logging_steps", "save_total_limit"):  # when to write, not what is learned
+        keys["train"].pop(key)
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def tokenizer_corpus(rows: list[dict], seed: int) -> list[str]:
+def tokenizer_corpus(rows: list[dict], seed: int, mix: TaskMixSettings) -> list[str]:
     """Texts the tokenizer is trained on: every crystal once, plus one drawn prompt per row."""
     rng = random.Random(seed)
     corpus = [row["text"] for row in rows]
     for row in rows:
-        example = build_example(row["text"], row.get("properties") or {}, rng)
+        example = build_example(row["text"], row.get("properties") or {}, rng, mix)
         corpus.append(example.prompt + example.completion)
     return corpus
 
 
-def _prepare_checkpoint_dir(cfg: DictConfig) -> Path:
+def _prepare_checkpoint_dir(cfg: SftConfig) -> Path:
     ckpt = Path(cfg.checkpoint_dir)
     stamp = fingerprint(cfg)
     stamp_file = ckpt / "fingerprint.txt"
@@ -67,31 +70,30 @@ def _prepare_checkpoint_dir(cfg: DictConfig) -> Path:
     return ckpt
 
 
-def _tokenizer_for(cfg: DictConfig, rows: list[dict], ckpt: Path):
+def _tokenizer_for(cfg: SftConfig, rows: list[dict], ckpt: Path):
     """The crystal BPE (trained once per checkpoint dir, so a resumed run keeps its ids) or a pretrained one."""
     if cfg.model.source == "scratch":
         saved = ckpt / "tokenizer"
         if (saved / "tokenizer.json").exists():
             return load_tokenizer(str(saved))
-        tokenizer = train_crystal_tokenizer(tokenizer_corpus(rows, int(cfg.seed)), int(cfg.model.tokenizer_vocab_size))
+        corpus = tokenizer_corpus(rows, cfg.seed, cfg.train.task_mix)
+        tokenizer = train_crystal_tokenizer(corpus, cfg.model.tokenizer_vocab_size)
         tokenizer.save_pretrained(str(saved))
         return load_tokenizer(str(saved))
     return load_tokenizer(str(cfg.model.pretrained), cfg.model)
 
 
-def _model_for(cfg: DictConfig, tokenizer):
+def _model_for(cfg: SftConfig, tokenizer):
     if cfg.model.source == "scratch":
         model = build_tiny_model(cfg.model, tokenizer)
-        return add_lora(model, cfg.model) if cfg.model.get("lora") else model
-    if cfg.model.source != "pretrained":
-        raise UserError(f"model.source must be scratch or pretrained, not {cfg.model.source!r}")
-    model = load_base_model(str(cfg.model.pretrained), cfg.model)
-    if cfg.model.get("gradient_checkpointing") and not cfg.model.get("quantization"):
-        model.gradient_checkpointing_enable()
-    return add_lora(model, cfg.model) if cfg.model.get("lora") else model
+    else:
+        model = load_base_model(str(cfg.model.pretrained), cfg.model)
+        if cfg.model.gradient_checkpointing and not cfg.model.quantization.load_in_4bit:
+            model.gradient_checkpointing_enable()
+    return add_lora(model, cfg.model) if cfg.model.lora.enabled else model
 
 
-def _training_args(cfg: DictConfig, ckpt: Path):
+def _training_args(cfg: SftConfig, ckpt: Path):
     from transformers import TrainingArguments
 
     t = cfg.train
@@ -109,7 +111,7 @@ def _training_args(cfg: DictConfig, ckpt: Path):
         weight_decay=float(t.weight_decay),
         max_grad_norm=float(t.max_grad_norm),
         optim=str(t.optim),
-        bf16=bool(t.bf16) and on_gpu and torch.cuda.is_bf16_supported(),
+        bf16=bf16_enabled(t.bf16),
         logging_steps=int(t.logging_steps),
         save_strategy="steps",
         save_steps=int(t.save_steps),
@@ -121,7 +123,7 @@ def _training_args(cfg: DictConfig, ckpt: Path):
         dataloader_num_workers=0,
         dataloader_pin_memory=on_gpu,
         include_num_input_tokens_seen="non_padding",
-        gradient_checkpointing=bool(cfg.model.get("gradient_checkpointing")) and on_gpu,
+        gradient_checkpointing=cfg.model.gradient_checkpointing and on_gpu,
         disable_tqdm=False,
     )
 
@@ -155,9 +157,9 @@ def _tracking_callback(mlflow):
     return Tracking()
 
 
-def _write_training_record(out: Path, cfg: DictConfig, rows: list[dict], sources: dict[str, str]) -> None:
+def _write_training_record(out: Path, cfg: SftConfig, rows: list[dict], sources: dict[str, str]) -> None:
     record = {
-        "repr": cfg.repr.name,
+        "repr": cfg.repr,
         "splits": list(cfg.train.splits),
         "sources": sources,
         "n_rows": len(rows),
@@ -166,29 +168,29 @@ def _write_training_record(out: Path, cfg: DictConfig, rows: list[dict], sources
     (out / "training_data.json").write_text(json.dumps(record))
 
 
-def sft(cfg: DictConfig) -> dict:
+def sft(cfg: SftConfig) -> dict:
     """Train, save the model + tokenizer to ``cfg.out_dir``, write ``cfg.metrics_file``; returns the summary."""
     from transformers import Trainer
     from transformers.trainer_utils import get_last_checkpoint
 
     started = time.perf_counter()
-    set_threads(int(cfg.workers))
+    set_torch_threads(cfg.workers)
     splits = list(cfg.train.splits)
-    rows, sources = load_training_rows(cfg, cfg.repr.name, splits)
+    rows, sources = load_training_rows(cfg, cfg.repr, splits)
     ckpt = _prepare_checkpoint_dir(cfg)
     tokenizer = _tokenizer_for(cfg, rows, ckpt)
-    torch.manual_seed(int(cfg.seed))
+    torch.manual_seed(cfg.seed)
     model = _model_for(cfg, tokenizer)
-    dataset = SFTDataset(rows, tokenizer, float(cfg.train.epochs), int(cfg.seed), int(cfg.train.max_length))
+    dataset = SFTDataset(rows, tokenizer, cfg.train.epochs, cfg.seed, cfg.train.max_length, cfg.train.task_mix)
     last = get_last_checkpoint(str(ckpt)) if any(ckpt.glob("checkpoint-*")) else None
     sizes = count_parameters(model)
-    print(f"sft: {len(rows)} {cfg.repr.name} rows from {splits}, {len(dataset)} examples, "
+    print(f"sft: {len(rows)} {cfg.repr} rows from {splits}, {len(dataset)} examples, "
           f"{sizes['parameters']:,} parameters ({sizes['trainable_parameters']:,} trainable)"
           + (f"; resuming from {last}" if last else ""))
 
     with resumable_run(cfg, "sft", ckpt / "mlflow_run_id.txt") as mlflow:
         if mlflow is not None and last is None:
-            mlflow.log_params({**flat_params({k: cfg[k] for k in ("model", "train", "repr", "data")}),
+            mlflow.log_params({**flat_params({k: getattr(cfg, k) for k in ("model", "train", "repr", "data")}),
                                "seed": cfg.seed, "n_rows": len(rows), "n_examples": len(dataset), **sizes})
         tracking = _tracking_callback(mlflow)
         trainer = Trainer(
@@ -211,10 +213,10 @@ def sft(cfg: DictConfig) -> dict:
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         summary = {
             "model": cfg.model.name,
-            "repr": cfg.repr.name,
+            "repr": cfg.repr,
             "splits": splits,
             "n_rows": len(rows),
-            "n_examples_seen": int(trainer.state.global_step) * int(cfg.train.batch_size) * int(cfg.train.grad_accum),
+            "n_examples_seen": int(trainer.state.global_step) * cfg.train.batch_size * cfg.train.grad_accum,
             "steps": int(trainer.state.global_step),
             "final_loss": losses[-1] if losses else None,
             "train_loss": float(result.training_loss),
@@ -228,19 +230,16 @@ def sft(cfg: DictConfig) -> dict:
             **sizes,
         }
         (tmp / "sft_summary.json").write_text(json.dumps(summary, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
         metrics = Path(cfg.metrics_file)
-        metrics.parent.mkdir(parents=True, exist_ok=True)
-        metrics.write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(metrics, summary)
         if mlflow is not None:
             mlflow.log_metrics({k: float(v) for k, v in summary.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in sizes})
             mlflow.log_artifact(str(metrics))
-            if cfg.get("log_model_artifacts", True):
+            if cfg.log_model_artifacts:
                 mlflow.log_artifacts(str(out), artifact_path="model")
-    if not cfg.get("keep_checkpoints", False):
+    if not cfg.keep_checkpoints:
         shutil.rmtree(ckpt, ignore_errors=True)
     print(f"sft: wrote {out} (final loss {summary['final_loss']}, {summary['train_seconds_this_run']} s training)")
     return summary

@@ -1,0 +1,85 @@
+"""Where one RLIP run keeps its files, what it is called, and the seed of every step.
+
+    <rlip.data_dir>/<run>/iter_<i>/       samples.jsonl, reward/, pairs.jsonl, eval/, <step>.done.json
+    <rlip.models_dir>/<run>/iter_<i>/     pi_i (iteration 0's model is rlip.init_model, the SFT model)
+
+A finished step leaves ``<step>.done.json`` (its summary); a re-run skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from plaidpp.io import write_json
+from plaidpp.settings.stages import RlipConfig
+
+# overrides that say where things are or which part to run, not what is run: left out of sweep run names
+_NOT_IN_NAME = ("rlip.iteration", "rlip.step", "rlip.data_dir", "rlip.models_dir", "rlip.init_model",
+                "rlip.metrics_file", "tracking.", "paths.", "workers", "hydra.")
+# one salt per step, so every (run seed, iteration, step) draws from its own stream
+_SALT = {"sample": 0, "pairs": 1, "update": 2, "evaluate": 3}
+
+
+def run_name(cfg: RlipConfig) -> str:
+    """``rlip.run``, else "default"; in a Hydra multirun, the job's overrides (so sweep jobs never collide)."""
+    if cfg.rlip.run:
+        return cfg.rlip.run
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            overrides = [o for o in hc.overrides.task if not o.split("=")[0].lstrip("+~").startswith(_NOT_IN_NAME)]
+            name = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", ",".join(sorted(overrides)))
+            return name or f"job{hc.job.num}"
+    except ValueError:  # HydraConfig not set: called from tests or Python
+        pass
+    return "default"
+
+
+class Layout:
+    """Where iteration ``i`` of one RLIP run keeps its files."""
+
+    def __init__(self, cfg: RlipConfig) -> None:
+        self.name = run_name(cfg)
+        self.data = Path(cfg.rlip.data_dir) / self.name
+        self.models = Path(cfg.rlip.models_dir) / self.name
+        self.init_model = Path(cfg.rlip.init_model)
+        self.seed_base = cfg.seed
+        self.metrics_file = Path(cfg.rlip.metrics_file)
+
+    def iter_dir(self, i: int) -> Path:
+        return self.data / f"iter_{i}"
+
+    def model(self, i: int) -> Path:
+        return self.init_model if i == 0 else self.models / f"iter_{i}"
+
+    def reference(self, i: int, mode: str) -> Path:
+        """pi_ref for iteration i: pi_{i-1} (``previous``, the paper's) or pi_0 (``initial``, the ablation)."""
+        return self.model(i - 1) if mode == "previous" else self.model(0)
+
+    def marker(self, i: int, step: str) -> Path:
+        return self.iter_dir(i) / f"{step}.done.json"
+
+    def done(self, i: int, step: str) -> dict[str, Any] | None:
+        marker = self.marker(i, step)
+        return json.loads(marker.read_text()) if marker.is_file() else None
+
+    def mark(self, i: int, step: str, summary: dict[str, Any]) -> dict[str, Any]:
+        write_json(self.marker(i, step), summary)
+        return summary
+
+    def seed(self, i: int, step: str) -> int:
+        """A distinct, reproducible seed per (run seed, iteration, step)."""
+        return self.seed_base * 10_000 + i * 10 + _SALT[step]
+
+    def metrics_path(self) -> Path:
+        """``rlip.metrics_file`` for the default run (the DVC metric); ``<its dir>/rlip_runs/<run>.json`` for a
+        variant or sweep job, so an ablation never overwrites the pipeline's figures."""
+        if self.name == "default":
+            return self.metrics_file
+        return self.metrics_file.parent / "rlip_runs" / f"{self.name}.json"

@@ -1,0 +1,83 @@
+"""What an RLIP run reports: the flat per-iteration figures (MLflow, ``metrics/rlip.json``) and their table."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from plaidpp.errors import UserError
+from plaidpp.evaluation.metrics import names as rate_names
+from plaidpp.rlip.layout import Layout
+from plaidpp.settings.rlip import RLIP_STEPS
+from plaidpp.settings.stages import RlipConfig
+
+COUNT_KEYS = ("n_requested", "n_parsed", "mean_e_hull")
+
+
+def iteration_steps(cfg: RlipConfig, i: int) -> tuple[str, ...]:
+    """The steps of iteration i: iteration 0 only evaluates pi_0; evaluation can be switched off."""
+    steps = ("evaluate",) if i == 0 else RLIP_STEPS
+    return tuple(s for s in steps if s != "evaluate" or cfg.evaluation.enabled)
+
+
+def iteration_metrics(results: dict[str, dict[str, Any]], temperature: float | None) -> dict[str, float]:
+    """The flat per-iteration figures of the steps' summaries."""
+    out: dict[str, Any] = {}
+    if temperature is not None:
+        out["temperature"] = temperature
+    if "sample" in results:
+        out["rollout/final_parse_rate"] = results["sample"].get("final_parse_rate")
+        out["rollout/attempt_parse_rate"] = results["sample"].get("attempt_parse_rate")
+    for role, step in (("reward", "score"), ("eval", "evaluate")):
+        for name in (*COUNT_KEYS, *rate_names()):
+            if step in results and name in results[step]:
+                out[f"{role}/{name}"] = results[step][name]
+    if "pairs" in results:
+        out["pairs/n"] = results["pairs"]["n_pairs"]
+        for kind, n in results["pairs"]["pairs_by_kind"].items():
+            out[f"pairs/{kind}"] = n
+        if "score" in results:
+            # the reward tiers the pairs were built on (E_hull <= pairs.metastable_max), over all rollouts
+            accepted = sum(t["stable"] + t["metastable"] for t in results["pairs"]["tiers"].values())
+            out["reward/metastability_rate_reward"] = accepted / results["score"]["n_requested"]
+    if "update" in results:
+        out.update({k: v for k, v in results["update"].items() if k.startswith(("dpo/", "sft/"))})
+    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def temperature_of(cfg: RlipConfig, i: int) -> float | None:
+    return cfg.schedule.temperature(i) if i > 0 else None
+
+
+def collect(cfg: RlipConfig, layout: Layout, *, complete: bool = False) -> dict[str, Any]:
+    """The whole-run table from every finished step's marker. ``complete``: every step of iterations
+    0..rlip.iterations must have finished (the pipeline's last RLIP stage), else one line says what is missing."""
+    table = {}
+    first = 0 if cfg.evaluation.enabled and cfg.evaluation.initial else 1
+    for i in range(0, cfg.rlip.iterations + 1):
+        results = {s: d for s in RLIP_STEPS if (d := layout.done(i, s)) is not None}
+        missing = [s for s in iteration_steps(cfg, i) if s not in results] if i >= first else []
+        if complete and missing:
+            raise UserError(f"RLIP run {layout.name!r}: iteration {i} has not finished {', '.join(missing)} (of "
+                            f"{cfg.rlip.iterations} iterations). After changing rlip.iterations in params.yaml, "
+                            "run `plaidpp pipeline` so dvc.yaml has a stage for every step")
+        if results:
+            table[str(i)] = iteration_metrics(results, temperature_of(cfg, i))
+    return {"run": layout.name, "reward_mlip": cfg.reward.mlip, "eval_mlip": cfg.evaluation.mlip,
+            "iterations": table}
+
+
+def run_params(cfg: RlipConfig, layout: Layout) -> dict[str, Any]:
+    """The MLflow params of a run."""
+    return {"run": layout.name, "rlip": asdict(cfg.rlip), "rollout": asdict(cfg.rollout), "pairs": asdict(cfg.pairs),
+            "schedule": asdict(cfg.schedule), "dpo": asdict(cfg.dpo), "sampler": asdict(cfg.sampler),
+            "model": cfg.model.name, "repr": cfg.repr, "reward_mlip": cfg.reward.mlip,
+            "eval_mlip": cfg.evaluation.mlip, "seed": cfg.seed}
+
+
+def run_tags(cfg: RlipConfig, layout: Layout) -> dict[str, str]:
+    """The MLflow tags a run is filtered by."""
+    return {"stage": "rlip", "rlip.run": layout.name, "repr": cfg.repr, "model": cfg.model.name,
+            "reward_mlip": cfg.reward.mlip, "eval_mlip": cfg.evaluation.mlip, "schedule": cfg.schedule.name,
+            "pairs.ratio": str(cfg.pairs.ratio), "pairs.kinds": ",".join(cfg.pairs.kinds),
+            "reference": cfg.rlip.reference, "algorithm": cfg.rlip.algorithm}

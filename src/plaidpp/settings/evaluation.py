@@ -1,0 +1,125 @@
+"""What the evaluation measures and with what (``conf/evaluate.yaml``, ``conf/mlip``, ``conf/hull``).
+
+Measured choices are explained in docs/evaluation.md; the help text of each field says which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plaidpp.settings.base import READS, SettingError, setting
+
+MLIP_BACKENDS = ("chgnet", "sevennet", "fairchem")
+HULL_SOURCES = ("auto", "matbench_discovery", "mp20_fallback")
+
+
+@dataclass
+class MLIPSettings:
+    """One interatomic potential (``conf/mlip/<name>.yaml``)."""
+
+    name: str = setting(help="backend", choices=MLIP_BACKENDS)
+    model: str = setting("", help="backend model id: CHGNet version, SevenNet model, fairchem hub name")
+    checkpoint: str | None = setting(None, help="local checkpoint file (overrides model)", path=READS)
+    task_name: str | None = setting(None, help="fairchem UMA task (omat = PBE/PBE+U like MP); others ignore it")
+    device: str = setting("cpu", help="torch device", choices=("cpu", "cuda"))
+    inference_settings: str = setting("traineval", help="fairchem preset: traineval = FP32 uncompiled; default = "
+                                      "compiled (recompiles per composition: minutes each on a CPU)",
+                                      choices=("traineval", "default"))
+    apply_mp2020_correction: bool = setting(help="add MP2020 corrections to the predicted energy: true for "
+                                            "potentials trained on raw GGA(+U) energies (measured per preset)")
+
+    def cache_tag(self) -> str:
+        """Identifies the potential inside relaxation cache keys (a different model = different energies)."""
+        ident = self.checkpoint or self.model
+        tag = f"{self.name}:{ident}:{self.task_name or ''}"
+        return f"{tag}:{self.inference_settings}" if self.name == "fairchem" else tag  # precision differs
+
+
+@dataclass
+class HullSettings:
+    """The reference convex hull (``conf/hull/<name>.yaml``); docs/evaluation.md says what each costs."""
+
+    source: str = setting(help="auto: matbench_discovery when its file exists, else mp20_fallback", choices=HULL_SOURCES)
+    entries_file: str = setting("${paths.root}/data/external/matbench-discovery/"
+                                "2023-02-07-mp-computed-structure-entries.json.gz",
+                                help="matbench-discovery's MP 2023-02-07 entries (JSON; not vendored)")
+    ppd_file: str | None = setting(None, help="matbench-discovery's patched phase diagram (a pickle)")
+    allow_pickle: bool = setting(False, help="read ppd_file: unpickling runs code from the file; only if you trust it")
+    table: str = setting("${paths.raw}/hull/mp20_dft_formation_energies.csv.gz",
+                         help="offline fallback: MP-20's own DFT formation energies", path=READS)
+    elemental_refs: str = setting("${paths.raw}/hull/matbench_discovery_2023-02-07-mp-elemental-reference-entries"
+                                  ".json.gz", help="MP 2023-02-07 elemental references of formation energies",
+                                  path=READS)
+
+
+@dataclass
+class ValiditySettings:
+    min_distance: float = setting(0.5, help="structural validity: every periodic interatomic distance above this "
+                                  "(CDVAE)", unit="Å", gt=0)
+    volume_per_atom: list[float] = setting(help="sane volume window (MP-20 spans 6.6-71)", unit="Å^3/atom",
+                                           factory=lambda: [1.0, 500.0], gt=0)
+    smact_time_limit_s: float = setting(5.0, help="per crystal; SMACT is exponential in the element count (a "
+                                        "time-out is counted, invalid)", unit="s", gt=0)
+
+    def check(self) -> None:
+        if len(self.volume_per_atom) != 2 or self.volume_per_atom[0] >= self.volume_per_atom[1]:
+            raise SettingError("volume_per_atom", "needs [low, high] with low < high")
+
+
+@dataclass
+class RelaxSettings:
+    enabled: bool = setting(True, help="relax with the MLIP (false: no energies, no stability)")
+    # The paper relaxes 500 FIRE steps to 0.02 eV/Å (eSEN on a GPU); on 2 CPU cores that costs ~10x more per
+    # crystal, so the embedded run keeps a few hundred samples inside ~15 min (docs/evaluation.md).
+    steps: int = setting(150, help="maximum FIRE steps (paper: 500)", ge=0)
+    fmax: float = setting(0.05, help="force convergence threshold (paper: 0.02)", unit="eV/Å", gt=0)
+    primitive: bool = setting(True, help="relax the primitive cell (same energy/atom, up to 4x fewer atoms)")
+    cell_filter: str = setting("frechet", help="ASE cell filter", choices=("frechet", "exp"))
+    energy_window: tuple[float, float] = setting((-30.0, 10.0), help="energies outside are an exploding potential "
+                                                 "(energy_out_of_range)", unit="eV/atom")
+    max_volume_per_atom: float = setting(500.0, help="beyond during relaxation = cell_exploded", unit="Å^3/atom",
+                                         gt=0)
+    time_limit_s: float = setting(300.0, help="per crystal; beyond = relax_timeout (never cached)", unit="s", gt=0)
+
+    def check(self) -> None:
+        if len(self.energy_window) != 2 or self.energy_window[0] >= self.energy_window[1]:
+            raise SettingError("energy_window", "needs [low, high] with low < high")
+
+    def cache_tag(self) -> str:
+        return f"steps={self.steps}:fmax={self.fmax}:filter={self.cell_filter}:primitive={self.primitive}"
+
+
+@dataclass
+class SymmetrySettings:
+    tolerance: float = setting(0.01, help="pyxtal symmetry tolerance (paper appendix 7.2)", unit="Å", gt=0)
+    time_limit_s: float = setting(20.0, help="per crystal; beyond = spacegroup_timeout", unit="s", gt=0)
+
+
+@dataclass
+class ThresholdSettings:
+    """Energy-above-hull cuts of the evaluation (the RL reward tiers are ``pairs.stable_max/metastable_max``)."""
+
+    stable: float = setting(0.0, help="S.U.N. and the stability rate: E_hull at most this", unit="eV/atom")
+    metastable: float = setting(0.1, help="S.S.U.N. and the metastability rate (paper 5.2)", unit="eV/atom")
+
+    def check(self) -> None:
+        if self.stable > self.metastable:
+            raise SettingError("stable", "must not exceed thresholds.metastable")
+
+
+@dataclass
+class NoveltySettings:
+    enabled: bool = setting(True, help="judge novelty (false: novelty and S.U.N. are not computed)")
+    # Exactly the crystals the model was trained on: the tiny default trains on train + val (conf/train/tiny.yaml).
+    reference_file: list[str] = setting(help="training crystals: processed JSONL or MP-20 CSV files", path=READS,
+                                        factory=lambda: ["${paths.processed}/wyckoff/train.jsonl",
+                                                         "${paths.processed}/wyckoff/val.jsonl"])
+    split: str = setting("train", help="rows of a CSV reference with this split", choices=("train", "val", "test"))
+    matcher_time_limit_s: float = setting(10.0, help="per StructureMatcher fit; a 500-atom generated cell can take "
+                                          "minutes (a time-out counts as no match)", unit="s", gt=0)
+
+
+@dataclass
+class CacheSettings:
+    enabled: bool = setting(True, help="reuse relaxations across runs and RL iterations")
+    file: str = setting("${paths.cache}/evaluation/relax-cache.sqlite", help="sqlite relaxation cache")

@@ -1,0 +1,52 @@
+"""How crystals are drawn from a generator: the sampler, and which prompts how often.
+
+One ``SamplerSettings`` serves every sampler call (the ``sample`` stage, RLIP rollouts, RLIP evaluation
+samples); what differs between them - how many crystals for which prompts, at which temperature - is a
+``PromptSet`` and a temperature of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plaidpp.settings.base import SettingError, setting
+
+# The paper's seven target groups (after MatterGen), one per crystal system:
+# P1, C2/c, Amm2, I-4m2, P3, P6_3/mmc, F-43m.
+PAPER_SPACEGROUPS = (1, 15, 38, 119, 143, 194, 216)
+ENGINES = ("compact", "hf")
+
+
+def temperature_setting(help: str):  # noqa: A002
+    # 0 would be greedy decoding: every retry of a slot would repeat the same failed text.
+    return setting(help=help, gt=0)
+
+
+@dataclass
+class SamplerSettings:
+    top_p: float = setting(1.0, help="nucleus sampling mass (1 = off)", gt=0, le=1)
+    batch_size: int = setting(128, help="sequences generated together; 128 measured fastest on 2 cores "
+                              "(45 crystals/s, docs/generator.md)", ge=1)
+    max_attempts: int = setting(5, help="tries per slot: text that does not decode is resampled (paper: resample "
+                                "until it parses); the last failure is kept and counted", ge=1)
+    max_new_tokens: int = setting(384, help="tokens per crystal; MP-20 needs < 250 of the crystal BPE", ge=1)
+    engine: str = setting("compact", help="compact: KV-cache loop that drops finished rows; hf: model.generate",
+                          choices=ENGINES)
+
+
+@dataclass
+class PromptSet:
+    """How many crystals for which prompts: the unconditional prompt, then each space group in turn."""
+
+    n_unconditional: int = setting(help="samples of the unconditional prompt (paper: 10,000)", ge=0)
+    n_per_spacegroup: int = setting(help="samples per space-group prompt (paper: 1,000)", ge=0)
+    spacegroups: list[int] = setting(help="space groups prompted for (the paper's seven, one per crystal system)",
+                                     factory=lambda: list(PAPER_SPACEGROUPS), ge=1, le=230)
+
+    def check(self) -> None:
+        if self.n_unconditional + self.n_per_spacegroup * len(self.spacegroups) == 0:
+            raise SettingError("", "nothing to sample: every count is 0")
+
+    @property
+    def total(self) -> int:
+        return self.n_unconditional + self.n_per_spacegroup * len(self.spacegroups)

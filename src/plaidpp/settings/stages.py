@@ -1,0 +1,152 @@
+"""One config class per command: what ``plaidpp <stage>`` receives, composed from ``conf/<stage>.yaml``.
+
+Fields that are files or folders say whether the stage reads or writes them (``path=``): the DVC graph
+(``plaidpp pipeline``) takes a stage's dependencies and outputs from there, so they cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plaidpp.settings.base import METRICS, READS, WRITES, nested, setting
+from plaidpp.settings.common import StageSettings
+from plaidpp.settings.data import REPRESENTATIONS, DataSettings, repr_setting
+from plaidpp.settings.evaluation import (
+    CacheSettings,
+    HullSettings,
+    MLIPSettings,
+    NoveltySettings,
+    RelaxSettings,
+    SymmetrySettings,
+    ThresholdSettings,
+    ValiditySettings,
+)
+from plaidpp.settings.model import DPOSettings, ModelSettings, TrainSettings
+from plaidpp.settings.rlip import (
+    EvaluationSettings,
+    IterativeSFTSettings,
+    LoopSettings,
+    PairsSettings,
+    RewardSettings,
+    ScheduleSettings,
+)
+from plaidpp.settings.sampling import PromptSet, SamplerSettings, temperature_setting
+
+
+@dataclass
+class FetchConfig(StageSettings):
+    data: DataSettings = setting(help="which MP-20 to download (data=full)")
+
+
+@dataclass
+class PrepareConfig(StageSettings):
+    data: DataSettings = setting(help="which MP-20 rows")
+    representations: list[str] = setting(help="text forms written", choices=REPRESENTATIONS,
+                                         factory=lambda: list(REPRESENTATIONS))
+    out_dir: str = setting("${paths.processed}", help="<out_dir>/<repr>/<split>.jsonl and failures.csv", path=WRITES)
+    metrics_file: str = setting("${paths.metrics}/prepare.json", help="round-trip rates, failures, tokens",
+                                path=METRICS)
+    tokenizer_dir: str = setting("${paths.raw}/tokenizers/qwen2.5", help="real Qwen2.5 BPE, for token statistics",
+                                 path=READS)
+
+
+@dataclass
+class SftConfig(StageSettings):
+    data: DataSettings = setting(help="MP-20 rows (read directly only when `prepare` has not run)")
+    repr: str = repr_setting()
+    model: ModelSettings = setting(help="the generator (conf/model)")
+    train: TrainSettings = setting(help="optimisation (conf/train: follows the model)")
+    rows_dir: str = setting("${paths.processed}", help="the prepare stage's <repr>/<split>.jsonl", path=READS)
+    out_dir: str = setting("${paths.models}/sft", help="final model (or LoRA adapter) + tokenizer, HF format",
+                           path=WRITES)
+    checkpoint_dir: str = setting("${paths.cache}/checkpoints/sft", help="resumable state; removed after a finished run")
+    keep_checkpoints: bool = setting(False, help="keep checkpoint_dir after a finished run")
+    metrics_file: str = setting("${paths.metrics}/sft.json", help="loss, steps, throughput", path=METRICS)
+    log_model_artifacts: bool = setting(True, help="copy the final model into the MLflow run")
+
+
+@dataclass
+class SampleConfig(StageSettings):
+    repr: str = repr_setting("crystal text the model writes (must be what it was trained on)")
+    model: ModelSettings = setting(help="how to load model_dir (quantization of a LoRA adapter's base)")
+    sampler: SamplerSettings = nested(SamplerSettings, "the sampler")
+    prompts: PromptSet = nested(PromptSet, "how many crystals for which prompts")
+    temperature: float = temperature_setting("sampling temperature (tiny model: 79 % of first attempts parse at "
+                                             "0.7, 38 % at 1.0; docs/generator.md)")
+    model_dir: str = setting("${paths.models}/sft", help="the generator to sample", path=READS)
+    out_file: str = setting("${paths.root}/data/samples/sft.jsonl", help="one JSONL row per attempt (resumable)",
+                            path=WRITES)
+    metrics_file: str = setting("${paths.metrics}/sample.json", help="parse rates, throughput", path=METRICS)
+
+
+@dataclass
+class EvaluateConfig(StageSettings):
+    mlip: MLIPSettings = setting(help="the potential that relaxes and scores (conf/mlip)")
+    hull: HullSettings = setting(help="the reference hull (conf/hull)")
+    samples: str = setting(help="JSONL of crystal texts (text, repr, spacegroup), e.g. `plaidpp sample`'s output",
+                           path=READS)
+    out: str = setting(help="folder for structures.parquet and summary.json", path=WRITES)
+    metrics_file: str | None = setting(None, help="also write the summary's numbers here (DVC metrics)", path=METRICS)
+    max_samples: int | None = setting(None, help="evaluate only the first N rows (quick looks)", ge=1)
+    default_repr: str = repr_setting("representation of rows without a repr field", "wyckoff")
+    progress: bool = setting(True, help="progress bars")
+    validity: ValiditySettings = nested(ValiditySettings, "proxy validity checks")
+    relax: RelaxSettings = nested(RelaxSettings, "MLIP relaxation")
+    symmetry: SymmetrySettings = nested(SymmetrySettings, "space-group detection")
+    thresholds: ThresholdSettings = nested(ThresholdSettings, "E_hull cuts")
+    novelty: NoveltySettings = nested(NoveltySettings, "novelty reference")
+    cache: CacheSettings = nested(CacheSettings, "relaxation cache")
+
+
+@dataclass
+class PairsStageConfig(StageSettings):
+    pairs: PairsSettings = setting(help="which pairs (conf/pairs)")
+    scored: list[str] = setting(help="structures.parquet files of the evaluate stage", path=READS)
+    out: str = setting(help="pairs JSONL: prompt, chosen, rejected, kind, group, ids, E_hull of both", path=WRITES)
+    metrics_file: str | None = setting(None, help="counts per kind", path=METRICS)
+
+
+@dataclass
+class DpoStageConfig(StageSettings):
+    model: ModelSettings = setting(help="the generator (conf/model)")
+    dpo: DPOSettings = setting(help="DPO settings (conf/dpo: follows the model)")
+    policy: str = setting(help="model dir (full model or LoRA adapter) to start from: pi_{i-1}", path=READS)
+    ref: str | None = setting(None, help="reference model dir; null = the policy (pi_ref = pi_{i-1}, the paper's)",
+                              path=READS)
+    pairs_file: str = setting(help="pairs JSONL from `plaidpp pairs`", path=READS)
+    out: str = setting(help="output model dir (written whole, then renamed)", path=WRITES)
+    metrics_file: str | None = setting(None, help="loss and reward-margin figures", path=METRICS)
+
+
+@dataclass
+class RlipConfig(StageSettings):
+    repr: str = repr_setting()
+    model: ModelSettings = setting(help="the generator (conf/model)")
+    dpo: DPOSettings = setting(help="DPO settings (conf/dpo: follows the model)")
+    pairs: PairsSettings = setting(help="which pairs (conf/pairs)")
+    schedule: ScheduleSettings = setting(help="temperature per iteration (conf/schedule)")
+    sampler: SamplerSettings = nested(SamplerSettings, "the sampler (rollouts and evaluation samples)")
+    rollout: PromptSet = nested(PromptSet, "what each iteration samples from pi_{i-1} (paper: 10,000 + 1,000 x 7)")
+    reward: RewardSettings = nested(RewardSettings, "the reward potential")
+    evaluation: EvaluationSettings = nested(EvaluationSettings, "the evaluation of each iteration's model")
+    iterative_sft: IterativeSFTSettings = nested(IterativeSFTSettings, "rlip.algorithm=sft baseline")
+    rlip: LoopSettings = nested(LoopSettings, "the loop")
+
+
+@dataclass
+class ReportSettings:
+    out_dir: str = setting("${paths.root}/reports", help="report.md and its plots", path=WRITES)
+    structures: str = setting("${paths.root}/data/scored/sft/structures.parquet",
+                              help="the SFT evaluation's per-structure table", path=READS)
+
+
+@dataclass
+class ReportConfig(StageSettings):
+    report: ReportSettings = nested(ReportSettings, "the report")
+
+
+STAGE_CONFIGS: dict[str, type] = {
+    "fetch": FetchConfig, "prepare": PrepareConfig, "sft": SftConfig, "sample": SampleConfig,
+    "evaluate": EvaluateConfig, "pairs": PairsStageConfig, "dpo": DpoStageConfig, "rlip": RlipConfig,
+    "report": ReportConfig,
+}

@@ -25,7 +25,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# dvc.yaml is derived from params.yaml, conf/ and the code: regenerate it (a no-op when current), then run.
 run: $(STAMP)
+	$(BIN)/plaidpp pipeline
 	$(BIN)/dvc repro
 
 test: $(STAMP)

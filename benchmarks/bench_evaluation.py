@@ -11,6 +11,7 @@ some of them under 1 % random strain (duplicates that uniqueness must catch), ag
 train crystals (or data/processed/wyckoff/train.jsonl when it exists).
 
     python benchmarks/bench_evaluation.py --relax-n 10 --backends chgnet sevennet --n-structures 10000
+    python benchmarks/bench_evaluation.py --relax-n 10 relax.steps=500 relax.fmax=0.02     # other settings
 """
 
 from __future__ import annotations
@@ -23,20 +24,26 @@ import numpy as np
 import pandas as pd
 from pymatgen.core import Structure
 
-from plaidpp.config import PROJECT_ROOT
-from plaidpp.evaluation.mlip import MLIPSpec, load_calculator
+from plaidpp.config import PROJECT_ROOT, compose
+from plaidpp.evaluation.mlip import load_calculator
 from plaidpp.evaluation.novelty import TrainingSet, novelty, uniqueness
-from plaidpp.evaluation.relax import RelaxSettings, relax_structure
+from plaidpp.evaluation.relax import relax_structure
 from plaidpp.representation import get
+from plaidpp.settings.evaluation import PAPER_RELAX, RelaxSettings
 
 CSV = PROJECT_ROOT / "data/raw/mp20/mp20_partial_merged.csv.gz"
+
+
+def evaluate_config(*overrides: str):
+    """The evaluate stage's real settings (conf/ + params.yaml) with a benchmark's overrides."""
+    return compose("evaluate", ["samples=-", "out=-", "tracking.uri=null", *overrides])
 
 
 def bench_relax(rows: pd.DataFrame, backend: str, settings: RelaxSettings) -> None:
     enc = get("wyckoff")
     structures = [enc.decode(enc.encode(Structure.from_str(c, fmt="cif"))) for c in rows["cif"]]
     t0 = time.monotonic()
-    calc = load_calculator(MLIPSpec(name=backend))
+    calc = load_calculator(evaluate_config(f"mlip={backend}").mlip)
     load_s = time.monotonic() - t0
     steps, atoms, failed = [], [], 0
     t0 = time.monotonic()
@@ -52,12 +59,15 @@ def bench_relax(rows: pd.DataFrame, backend: str, settings: RelaxSettings) -> No
           f"{failed} failed; model load {load_s:.1f} s)")
 
 
-def compare_settings(rows: pd.DataFrame, backend: str, seed: int) -> None:
-    """Default CPU settings vs the paper's (500 steps, fmax 0.02) on MP-20 crystals *rattled* like a generated
-    crystal (0.1 Å Gaussian displacements, up to 3 % strain): energy difference and cost."""
+def compare_settings(rows: pd.DataFrame, backend: str, seed: int, default: RelaxSettings) -> None:
+    """The configured relaxation vs the paper's (500 steps, fmax 0.02) on MP-20 crystals *rattled* like a
+    generated crystal (0.1 Å Gaussian displacements, up to 3 % strain): energy difference and cost."""
+    import dataclasses
+
     rng = np.random.default_rng(seed)
-    calc = load_calculator(MLIPSpec(name=backend))
-    default, paper = RelaxSettings(steps=150, fmax=0.05), RelaxSettings(steps=500, fmax=0.02)
+    cfg = evaluate_config(f"mlip={backend}")
+    calc = load_calculator(cfg.mlip)
+    paper = dataclasses.replace(default, **PAPER_RELAX)
     d_e, steps_d, steps_p, t_d, t_p, unconv = [], [], [], 0.0, 0.0, 0
     for cif in rows["cif"]:
         s = Structure.from_str(cif, fmt="cif")
@@ -73,8 +83,9 @@ def compare_settings(rows: pd.DataFrame, backend: str, seed: int) -> None:
         t_d += a.seconds
         t_p += b.seconds
     d_e = np.asarray(d_e)
-    print(f"settings on {len(d_e)} rattled crystals ({backend}): default 150/0.05 mean {np.mean(steps_d):.0f} steps, "
-          f"{t_d:.0f} s ({unconv} hit the cap); paper 500/0.02 mean {np.mean(steps_p):.0f} steps, {t_p:.0f} s; "
+    print(f"settings on {len(d_e)} rattled crystals ({backend}): configured {default.cache_tag()} mean "
+          f"{np.mean(steps_d):.0f} steps, {t_d:.0f} s ({unconv} hit the cap); paper {paper.cache_tag()} mean "
+          f"{np.mean(steps_p):.0f} steps, {t_p:.0f} s; "
           f"E(default) - E(paper): mean {d_e.mean() * 1000:+.1f}, max {d_e.max() * 1000:.1f} meV/atom")
 
 
@@ -94,11 +105,12 @@ def bench_uniqueness_novelty(rows: pd.DataFrame, n: int, seed: int) -> None:
     parse_s = time.monotonic() - t0
     processed = PROJECT_ROOT / "data/processed/wyckoff/train.jsonl"
     train = TrainingSet.load(processed if processed.exists() else CSV, "train")
+    limit = evaluate_config().novelty.matcher_time_limit_s
     t0 = time.monotonic()
-    flags, _ = uniqueness(structures)
+    flags, _ = uniqueness(structures, limit)
     uniq_s = time.monotonic() - t0
     t0 = time.monotonic()
-    novel = novelty(structures, train)
+    novel = novelty(structures, train, limit)
     nov_s = time.monotonic() - t0
     print(f"uniqueness+novelty on {len(structures)} structures: uniqueness {uniq_s:.1f} s "
           f"({np.mean(flags):.3f} unique), novelty vs {train.size} train crystals {nov_s:.1f} s "
@@ -109,23 +121,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--relax-n", type=int, default=10)
     parser.add_argument("--backends", nargs="*", default=["chgnet", "sevennet"])
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--fmax", type=float, default=0.05)
     parser.add_argument("--n-structures", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare-settings", type=int, default=0, metavar="N",
-                        help="also relax N rattled crystals with default and paper settings (chgnet)")
+                        help="also relax N rattled crystals with the configured and the paper's settings (chgnet)")
+    parser.add_argument("overrides", nargs="*", help="evaluate-config overrides, e.g. relax.steps=500 relax.fmax=0.02")
     args = parser.parse_args()
+    relax = evaluate_config(*args.overrides).relax
     os.environ.setdefault("PLAIDPP_TORCH_THREADS", "1")
     rows = pd.read_csv(CSV, keep_default_na=False)
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at start")
     test = rows[rows["split"] == "test"].sample(args.relax_n, random_state=args.seed)
     for backend in args.backends:
-        bench_relax(test, backend, RelaxSettings(steps=args.steps, fmax=args.fmax))
+        bench_relax(test, backend, relax)
     if args.compare_settings:
         compare_settings(test.head(args.compare_settings) if args.compare_settings <= len(test) else
                          rows[rows["split"] == "test"].sample(args.compare_settings, random_state=args.seed),
-                         "chgnet", args.seed)
+                         "chgnet", args.seed, relax)
     if args.n_structures:
         bench_uniqueness_novelty(rows, args.n_structures, args.seed)
     print(f"load average {os.getloadavg()[0]:.1f} at end")

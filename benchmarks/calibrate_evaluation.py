@@ -59,8 +59,8 @@ def main() -> None:
     test = rows[rows["split"] == "test"].sample(n=args.n, random_state=args.seed)
     processed_train = PROJECT_ROOT / "data/processed/wyckoff/train.jsonl"
     novelty_ref = processed_train if processed_train.exists() else csv
-    cfg = compose("evaluate", [f"workers={args.workers}", f"novelty.reference_file={novelty_ref}",
-                               "tracking.uri=null", *args.overrides])
+    cfg = compose("evaluate", [f"workers={args.workers}", f"novelty.reference_file=[{novelty_ref}]",
+                               "tracking.uri=null", "samples=-", "out=-", *args.overrides])
 
     encoder = get("wyckoff")
     samples, n_encode_fail = [], 0

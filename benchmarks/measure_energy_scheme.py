@@ -23,7 +23,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from plaidpp.config import PROJECT_ROOT, compose
 from plaidpp.evaluation.energy import ElementalReferences, mp2020_correction
-from plaidpp.evaluation.mlip import MLIPSpec, load_calculator
+from plaidpp.evaluation.mlip import load_calculator
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     refs = ElementalReferences.from_json(
         PROJECT_ROOT / "data/raw/hull/matbench_discovery_2023-02-07-mp-elemental-reference-entries.json.gz"
     )
-    spec = MLIPSpec.from_cfg(compose("evaluate", [f"mlip={args.mlip}", *args.overrides]).mlip)
+    spec = compose("evaluate", [f"mlip={args.mlip}", "samples=-", "out=-", *args.overrides]).mlip
     calc = load_calculator(spec)
     raw_err, corr_err, corrections = [], [], []
     start = time.monotonic()

@@ -30,10 +30,10 @@ def main() -> None:
         out = Path(tempfile.mkdtemp()) / "model"
         cfg = compose("dpo", [f"policy={args.policy}", f"pairs_file={args.pairs}", f"out={out}", f"dpo.lr={lr}",
                               "tracking.uri=null"])
-        summary = train_dpo(args.policy, args.policy, args.pairs, out, cfg)
+        summary = train_dpo(args.policy, args.policy, args.pairs, out, cfg.model, cfg.dpo, cfg.seed)
         dataset = load_pairs_dataset(args.pairs)
         trainer = build_trainer(out, args.policy, dataset,
-                                dpo_args(dict(cfg.dpo), out.parent / "eval", 0, cfg.model, len(dataset)), cfg.model)
+                                dpo_args(cfg.dpo, out.parent / "eval", 0, cfg.model, len(dataset)), cfg.model)
         after = trainer.evaluate(eval_dataset=dataset)
         keys = ("eval_loss", "eval_rewards/margins", "eval_rewards/accuracies", "eval_rewards/chosen",
                 "eval_rewards/rejected")

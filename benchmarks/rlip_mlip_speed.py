@@ -17,7 +17,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from plaidpp.config import compose
-from plaidpp.evaluation import score_samples
+from plaidpp.evaluation.score import score_samples
 from plaidpp.representation import get
 
 
@@ -49,10 +49,10 @@ def main() -> None:
     args = parser.parse_args()
     rows = rattled_rows(args.n, 0)
     for mlip in args.mlips.split(","):
-        cfg = compose("evaluate", [f"mlip={mlip}", "cache.enabled=false", "novelty.enabled=false",
-                                   f"workers={args.workers}", "tracking.uri=null", "progress=false"])
+        cfg = compose("evaluate", [f"mlip={mlip}", "cache.enabled=false", "novelty.enabled=false", "samples=-",
+                                   "out=-", f"workers={args.workers}", "tracking.uri=null", "progress=false"])
         start = time.perf_counter()
-        table, summary = score_samples(rows, cfg, progress=False)
+        table, summary = score_samples(rows, cfg)
         wall = time.perf_counter() - start
         print(json.dumps({"mlip": mlip, "n": len(rows), "workers": args.workers, "wall_s": round(wall, 1),
                           "s_per_crystal": round(wall / len(rows), 2), "n_relaxed": summary["n_relaxed"],

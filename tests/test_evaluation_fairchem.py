@@ -131,7 +131,7 @@ def test_evaluate_scores_crystals_with_the_fairchem_backend_in_worker_processes(
                                                                                tmp_path):
     """The whole evaluation path with mlip=fairchem: spawned workers load the checkpoint, relax, cache."""
     from plaidpp.config import PROJECT_ROOT, compose
-    from plaidpp.evaluation import score_samples
+    from plaidpp.evaluation.score import score_samples
     from plaidpp.representation import get
 
     rows = [{"text": get("wyckoff").encode(s), "spacegroup": None} for s in small_binaries]

@@ -10,7 +10,7 @@ import pickle
 import numpy as np
 import pytest
 from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram, PDEntry, PhaseDiagram
-from pymatgen.core import Composition, Lattice, Structure
+from pymatgen.core import Composition, Structure
 from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 

@@ -12,7 +12,7 @@ import pytest
 from pymatgen.core import Structure
 
 from plaidpp.config import PROJECT_ROOT, compose
-from plaidpp.evaluation import score_samples
+from plaidpp.evaluation.score import score_samples
 from plaidpp.evaluation.evaluate import evaluate
 from plaidpp.representation import get
 

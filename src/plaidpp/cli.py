@@ -140,7 +140,7 @@ def _argparse_main(argv: list[str]) -> int:
     dec.set_defaults(run=_decode)
     cfg = sub.add_parser("config", help="every setting of a stage: value, unit, allowed values, help")
     cfg.add_argument("stage", choices=list(HYDRA_COMMANDS))
-    cfg.add_argument("overrides", nargs="*", help="Hydra overrides, as for the stage")
+    cfg.add_argument("overrides", nargs=argparse.REMAINDER, help="Hydra overrides (and --flags), as for the stage")
     cfg.set_defaults(run=_config)
     pipe = sub.add_parser("pipeline", help="write dvc.yaml from params.yaml, conf/ and the code (--check: verify)")
     pipe.add_argument("--check", action="store_true", help="exit 2 if the committed dvc.yaml is stale")

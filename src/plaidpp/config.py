@@ -114,10 +114,11 @@ def _missing(cfg: DictConfig, key: str) -> bool:
     return node is not None and OmegaConf.is_missing(node, leaf)
 
 
-def compose_dict(stage: str, overrides: list[str] | tuple[str, ...] = (), *,
-                 use_params: bool = True) -> tuple[DictConfig, list[str]]:
+def compose_dict(stage: str, overrides: list[str] | tuple[str, ...] = (), *, use_params: bool = True,
+                 return_hydra_config: bool = False) -> tuple[DictConfig, list[str]]:
     """The stage's composed config and the overrides the params.yaml knobs added (what ``hydra.main`` must be
-    given to compose the same). ``use_params=False`` leaves the knobs unset (tests of where values live)."""
+    given to compose the same). ``use_params=False`` leaves the knobs unset (tests of where values live);
+    ``return_hydra_config`` keeps Hydra's own node (``hydra.runtime.choices``: which preset of each group)."""
     from hydra.errors import HydraException
 
     if stage not in STAGE_CONFIGS:
@@ -129,7 +130,8 @@ def compose_dict(stage: str, overrides: list[str] | tuple[str, ...] = (), *,
         with _hydra() as hydra_compose:
             while True:
                 try:
-                    cfg = hydra_compose(config_name=stage, overrides=[*overrides, *added])
+                    cfg = hydra_compose(config_name=stage, overrides=[*overrides, *added],
+                                        return_hydra_config=return_hydra_config)
                     break
                 except HydraException as exc:
                     wanted = re.match(r"You must specify '([^']+)'", str(exc))
@@ -236,10 +238,11 @@ def settings_table(stage: str, overrides: list[str] | tuple[str, ...] = ()) -> s
     """Every setting of a stage with its current value, unit, allowed values and help (``plaidpp config``)."""
     from plaidpp.settings import describe
 
-    cfg = compose(stage, overrides)
-    from_params = {k.target for k in knobs(stage)}
+    raw, added = compose_dict(stage, overrides)
+    cfg = to_settings(raw, stage)
+    from_params = {o.split("=", 1)[0] for o in added}  # what a params.yaml knob filled (the value or the preset)
     lines = [f"# plaidpp {stage}: every setting, its value now, and what it means "
-             f"(* = a params.yaml knob). Override any with key=value."]
+             f"(* = from params.yaml, the value or its preset). Override any with key=value."]
     for item in describe(cfg):
         value = OmegaConf.to_yaml({"v": item.value}).strip()[3:].replace("\n", " ")
         extra = [x for x in (item.unit, item.bounds,

@@ -54,7 +54,8 @@ def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
 def exclusive(path: str | os.PathLike, what: str) -> Iterator[None]:
     """Hold an exclusive lock on ``<path>.lock`` for the block; another holder makes this a one-line error.
 
-    The lock dies with its process (flock), so a killed run never leaves a stale lock behind.
+    The lock dies with its process (flock), so a killed run never leaves a stale lock behind; a finished one
+    removes the file.
     """
     lock = Path(f"{path}.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -67,4 +68,5 @@ def exclusive(path: str | os.PathLike, what: str) -> Iterator[None]:
         try:
             yield
         finally:
+            lock.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)

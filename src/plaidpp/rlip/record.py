@@ -12,6 +12,9 @@ from plaidpp.settings.rlip import RLIP_STEPS
 from plaidpp.settings.stages import RlipConfig
 
 COUNT_KEYS = ("n_requested", "n_parsed", "mean_e_hull")
+# What ``collect`` (the pipeline's last RLIP stage) reads besides the step markers.
+COLLECT_READS = ("rlip.iterations", "reward.mlip", "evaluation.mlip", "evaluation.enabled", "evaluation.initial",
+                 "schedule")
 
 
 def iteration_steps(cfg: RlipConfig, i: int) -> tuple[str, ...]:

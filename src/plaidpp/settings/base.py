@@ -151,7 +151,7 @@ def describe(obj: Any, prefix: str = "") -> Iterator[Described]:
             yield from describe(value, f"{key}.")
             continue
         meta = dict(f.metadata)
-        bounds = " ".join(f"{word} {meta[b]}" for b, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+        bounds = ", ".join(f"{word} {meta[b]}" for b, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
                           if meta.get(b) is not None)
         yield Described(key, value, _type_name(f), meta.get("help", ""), meta.get("unit"), choices_of(meta), bounds)
 

@@ -11,6 +11,7 @@ from plaidpp.settings.base import READS, SettingError, setting
 
 MLIP_BACKENDS = ("chgnet", "sevennet", "fairchem")
 HULL_SOURCES = ("auto", "matbench_discovery", "mp20_fallback")
+PAPER_RELAX = {"steps": 500, "fmax": 0.02}  # the paper's relaxation (eSEN, 500 FIRE steps to 0.02 eV/Å)
 
 
 @dataclass

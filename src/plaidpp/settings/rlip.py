@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plaidpp.settings.base import READS, SettingError, nested, setting
+from plaidpp.settings.base import METRICS, READS, SettingError, nested, setting
 from plaidpp.settings.evaluation import MLIP_BACKENDS
 from plaidpp.settings.sampling import PromptSet
 
@@ -85,7 +85,7 @@ class LoopSettings:
     data_dir: str = setting("${paths.root}/data/rlip", help="runs' samples, scores, pairs (one folder per run)")
     models_dir: str = setting("${paths.models}/rlip", help="runs' models (one folder per run)")
     metrics_file: str = setting("${paths.metrics}/rlip.json", help="the default run's table; a named run writes "
-                                "<its dir>/rlip_runs/<run>.json")
+                                "<its dir>/rlip_runs/<run>.json", path=METRICS)
 
     def check(self) -> None:
         if self.step is not None and self.step != "collect" and self.iteration is None:

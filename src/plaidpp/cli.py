@@ -151,9 +151,29 @@ def _argparse_main(argv: list[str]) -> int:
     return args.run(args)
 
 
-def _is_hydra_arg(arg: str) -> bool:
-    """Hydra's own flags (-m, --cfg job, ...) and settings (hydra.run.dir=..., hydra/launcher=...)."""
-    return arg.startswith("-") or arg.lstrip("+~").startswith("hydra")
+# Hydra's flags that take a value (`--cfg job`, `-p model`)
+_HYDRA_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                      "--config-dir", "-cd", "--experimental-rerun", "--info", "-i")
+
+
+def _split_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's flags with their values: -m, --cfg job, ...; the overrides, Hydra's own included)."""
+    flags, overrides, value_of_flag = [], [], False
+    for arg in argv:
+        if value_of_flag:
+            flags.append(arg)
+            value_of_flag = False
+        elif arg.startswith("-"):
+            flags.append(arg)
+            value_of_flag = arg in _HYDRA_VALUE_FLAGS
+        else:
+            overrides.append(arg)
+    return flags, overrides
+
+
+def _stage_args(argv: list[str]) -> list[str]:
+    """The stage's own overrides: no Hydra flags, no hydra.* / hydra/... settings."""
+    return [a for a in _split_args(argv)[1] if not a.lstrip("+~").startswith("hydra")]
 
 
 def _first_of_sweeps(overrides: list[str]) -> list[str]:
@@ -177,7 +197,7 @@ def _hydra_main(command: str, argv: list[str]) -> int:
 
     from plaidpp.config import compose, compose_dict, conf_dir, to_settings
 
-    stage_args = [a for a in argv if not _is_hydra_arg(a)]
+    stage_args = _stage_args(argv)
     try:
         checked = _first_of_sweeps(stage_args)
     except HydraException as exc:
@@ -200,7 +220,8 @@ def _hydra_main(command: str, argv: list[str]) -> int:
             print(f"plaidpp {command}: error: {exc}", file=sys.stderr)
             sys.exit(2)
 
-    sys.argv = [f"plaidpp {command}", *argv, *added]
+    flags, overrides = _split_args(argv)
+    sys.argv = [f"plaidpp {command}", *flags, *overrides, *added]  # Hydra's parser wants the overrides together
     _run()
     return 0
 

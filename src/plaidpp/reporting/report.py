@@ -12,18 +12,17 @@ Writes ``reports/report.md`` and PNG plots beside it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from plaidpp.evaluation.metrics import names as rate_names
+from plaidpp.io import write_text
+from plaidpp.settings.stages import ReportConfig
 
 PAPER_SFT_WYCKOFF = {"validity_structural": 0.998, "validity_composition": 0.9122, "stability_rate": 0.0717,
                      "sun_rate": 0.0358}  # paper Table 1, PLaID++ (non-DPO) Wyckoff, eSEN on full MP-20
 PAPER_FLAGSHIP = {"validity_structural": 0.9975, "validity_composition": 0.9734, "stability_rate": 0.2227,
                   "sun_rate": 0.0774}  # paper Table 1, PLaID++ flagship
-RATE_KEYS = ("validity_structural", "validity_composition", "stability_rate", "metastability_rate",
-             "uniqueness_rate", "novelty_rate", "sun_rate", "ssun_rate")
 
 
 def _load_json(path: Path) -> dict[str, Any] | None:
@@ -50,7 +49,7 @@ def evaluation_section(summary: dict[str, Any], title: str) -> list[str]:
     lines = [f"## {title}", "", f"{summary.get('n_requested')} samples requested, "
              f"{summary.get('n_parsed')} parsed. Every rate divides by the samples requested.", "",
              "| metric | ours | paper SFT Wyckoff | paper flagship |", "|---|---|---|---|"]
-    for key in RATE_KEYS:
+    for key in rate_names():
         lines.append(f"| {key} | {_pct(summary.get(key))} | {_pct(PAPER_SFT_WYCKOFF.get(key))} | "
                      f"{_pct(PAPER_FLAGSHIP.get(key))} |")
     if summary.get("hull_warning"):
@@ -149,7 +148,7 @@ def plot_ehull(structures: Path, path: Path) -> Path | None:
     return path
 
 
-def report(cfg: DictConfig) -> dict[str, Any]:
+def report(cfg: ReportConfig) -> dict[str, Any]:
     metrics_dir = Path(cfg.paths.metrics)
     out_dir = Path(cfg.report.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -176,8 +175,6 @@ def report(cfg: DictConfig) -> dict[str, Any]:
         written.append("rlip_runs")
     if not written:
         lines.append("Nothing to report yet: run `make run` (or `dvc repro`) first.")
-    tmp = out_dir / "report.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out_dir / "report.md")
+    write_text(out_dir / "report.md", "\n".join(lines) + "\n")
     print(f"wrote {out_dir / 'report.md'} ({', '.join(written) or 'empty'})")
     return {"sections": written, "path": str(out_dir / "report.md")}

@@ -128,7 +128,6 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="evaluate-config overrides, e.g. relax.steps=500 relax.fmax=0.02")
     args = parser.parse_args()
     relax = evaluate_config(*args.overrides).relax
-    os.environ.setdefault("PLAIDPP_TORCH_THREADS", "1")
     rows = pd.read_csv(CSV, keep_default_na=False)
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at start")
     test = rows[rows["split"] == "test"].sample(args.relax_n, random_state=args.seed)

@@ -13,7 +13,6 @@ recorded in conf/mlip/<name>.yaml as ``apply_mp2020_correction``.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
@@ -33,7 +32,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the mlip group (mlip.checkpoint=...)")
     args = parser.parse_args()
-    os.environ.setdefault("PLAIDPP_TORCH_THREADS", "1")
 
     rows = pd.read_csv(PROJECT_ROOT / "data/raw/mp20/mp20_partial_merged.csv.gz", keep_default_na=False)
     test = rows[rows["split"] == "test"]

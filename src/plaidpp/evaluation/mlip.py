@@ -26,19 +26,14 @@ from plaidpp.settings.evaluation import MLIP_BACKENDS, MLIPSettings
 BACKENDS = MLIP_BACKENDS
 
 
-def _limit_threads() -> None:
-    """One torch thread per worker process: workers already use every core, oversubscription slows all."""
-    import torch
-
-    if os.environ.get("PLAIDPP_TORCH_THREADS"):
-        torch.set_num_threads(int(os.environ["PLAIDPP_TORCH_THREADS"]))
-    else:
-        torch.set_num_threads(1)
-
-
 def load_calculator(spec: MLIPSettings):
-    """An ASE calculator for ``spec``. Raises UserError when the backend cannot be loaded."""
-    _limit_threads()
+    """An ASE calculator for ``spec``. Raises UserError when the backend cannot be loaded.
+
+    One torch thread: relaxations run one per worker process (``workers``), so the workers already use every
+    core and more threads per worker would oversubscribe them."""
+    from plaidpp.runtime import set_torch_threads
+
+    set_torch_threads(1)
     if spec.name == "chgnet":
         from chgnet.model import CHGNet
         from chgnet.model.dynamics import CHGNetCalculator

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -33,7 +32,6 @@ _STATE: dict[str, Any] = {}
 
 
 def _init(spec: MLIPSettings) -> None:
-    os.environ.setdefault("PLAIDPP_TORCH_THREADS", "1")
     import warnings
 
     warnings.filterwarnings("ignore")  # pymatgen/torch chatter from every worker drowns the progress bar

@@ -92,7 +92,7 @@ def test_score_samples_counts_every_failure_and_divides_by_all_requested(tmp_pat
     assert table["spacegroup_generated"].iloc[4:].isna().all()  # unconditional or unparsed: not checked
     assert summary["spacegroup_accuracy_generated"] == pytest.approx(table["spacegroup_generated_match"].sum() / n_cond)
     assert set(summary["per_spacegroup"]) == {str(int(r["spacegroup"])) for r in samples if r["spacegroup"]}
-    assert summary["hull_source"] == "mp20_fallback" and "OFFLINE FALLBACK" in summary["hull_warning"]
+    assert summary["hull_source"] == "mp20_fallback" and "OFFLINE MP-20-only hull" in summary["hull_warning"]
     for key in ("n_parsed", "validity_composition", "metastability_rate", "denominators", "unaries",
                 "novelty_reference_sha256"):
         assert key in summary

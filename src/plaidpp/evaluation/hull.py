@@ -12,12 +12,12 @@ Sources (``conf/hull/<name>.yaml: source``):
   entry energies are MP2020-corrected as MP serves them). Plain JSON, loaded with ``ComputedEntry.from_dict``.
   Optionally the patched phase diagram ``2023-02-07-ppd-mp.pkl.gz``: a *pickle*, so it is only read when
   ``allow_pickle: true`` is set explicitly (unpickling runs code from the file).
-- ``mp20_fallback``: the vendored DFT formation energies of 39,753 of MP-20's 45,231 materials
-  (``data/raw/hull/``). It omits MP phases with more than 20 atoms and every phase with E_hull above
-  ~0.08 eV/atom, so its hull lies on or above the true MP hull: E_hull of new compositions comes out too low
-  (novel crystals look more stable than they are). Every run that uses it says so in the log and in
-  ``summary.json`` (``hull_warning``).
-- ``auto``: matbench_discovery when its file exists, else mp20_fallback (with the warning).
+- ``table``: a vendored formation-energy table (``data/raw/hull/``, built by ``make_hull_tables.py``, already
+  on the 2023-02-07 references): ``hull=mp_gga_merged`` (the offline default: MP-20 merged with a later MP
+  GGA/GGA+U snapshot, 95,640 materials) or ``hull=mp20_fallback`` (MP-20 alone, 39,753 materials; it omits
+  phases with more than 20 atoms or above ~0.08 eV/atom, so it flatters novel compositions). Every run on a
+  table says so in the log and in ``summary.json`` (``hull_warning``, the preset's ``table_warning``).
+- ``auto``: matbench_discovery when its file exists, else the table.
 """
 
 from __future__ import annotations
@@ -41,15 +41,6 @@ from plaidpp.evaluation.energy import ElementalReferences
 from plaidpp.settings.evaluation import HullSettings
 
 log = logging.getLogger(__name__)
-
-FALLBACK_WARNING = (
-    "E_hull uses the OFFLINE FALLBACK hull built from MP-20's own DFT formation energies "
-    "(39,753 of 45,231 MP-20 materials; no MP phase with > 20 atoms or E_hull > ~0.08 eV/atom). "
-    "It lies above the true MP 2023-02-07 hull in places, so stability/S.U.N. rates of novel "
-    "compositions are OVERESTIMATED. Use hull=matbench_discovery with the 2023-02-07 MP entries "
-    "for paper-comparable numbers."
-)
-
 
 class ReferenceHull:
     """A set of reference phases in formation-energy space (eV/atom) with per-chemical-system hulls."""
@@ -213,9 +204,9 @@ def load_hull(cfg: HullSettings, cache_dir: str | Path | None = None) -> Referen
     cache = Path(cache_dir) / "hull" if cache_dir else None
 
     if source == "auto":
-        source = "matbench_discovery" if _mbd_file(cfg) else "mp20_fallback"
-        if source == "mp20_fallback":
-            log.warning("hull=auto: no matbench-discovery file at %s; using the fallback", cfg.entries_file)
+        source = "matbench_discovery" if _mbd_file(cfg) else "table"
+        if source == "table":
+            log.warning("hull=auto: no matbench-discovery file at %s; using %s", cfg.entries_file, cfg.table_name)
 
     if source == "matbench_discovery":
         entries_file = cfg.entries_file
@@ -234,23 +225,23 @@ def load_hull(cfg: HullSettings, cache_dir: str | Path | None = None) -> Referen
         else:
             raise UserError(
                 f"matbench-discovery MP entries not found (hull.entries_file={entries_file}); download "
-                "2023-02-07-mp-computed-structure-entries.json.gz (see docs/evaluation.md) or use hull=mp20_fallback"
+                "2023-02-07-mp-computed-structure-entries.json.gz (see docs/evaluation.md) or use hull=mp_gga_merged"
             )
         return ReferenceHull(
             table, refs, "matbench_discovery", f"MP 2023-02-07 entries from {path.name} ({len(table)} entries)"
         )
 
-    if source == "mp20_fallback":
+    if source == "table":
         path = Path(cfg.table)
         if not path.is_file():
-            raise UserError(f"fallback hull table not found: {path} (hull.table)")
-        table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+            raise UserError(f"hull table not found: {path} (hull.table)")
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""], usecols=["material_id", "formula",
+                                                                                  "e_form_per_atom"])
         # "NaN" is a formula (Na3N-type); the formula column must stay a string
         table["formula"] = table["formula"].astype(str)
-        log.warning(FALLBACK_WARNING)
-        return ReferenceHull(
-            table, refs, "mp20_fallback", f"MP-20 DFT formation energies ({path.name})", FALLBACK_WARNING
-        )
+        log.warning(cfg.table_warning)
+        return ReferenceHull(table, refs, cfg.table_name, f"{cfg.table_name}: {path.name} ({len(table)} entries)",
+                             cfg.table_warning)
 
-    raise UserError(f"unknown hull source {source!r}; choose auto, matbench_discovery or mp20_fallback")
+    raise UserError(f"unknown hull source {source!r}; choose auto, matbench_discovery or table")
 

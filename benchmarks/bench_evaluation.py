@@ -26,7 +26,7 @@ from pymatgen.core import Structure
 
 from plaidpp.config import PROJECT_ROOT, compose
 from plaidpp.evaluation.mlip import load_calculator
-from plaidpp.evaluation.novelty import TrainingSet, novelty, uniqueness
+from plaidpp.evaluation.novelty import Matching, TrainingSet, novelty, uniqueness
 from plaidpp.evaluation.relax import relax_structure
 from plaidpp.representation import get
 from plaidpp.settings.evaluation import PAPER_RELAX, RelaxSettings
@@ -105,7 +105,7 @@ def bench_uniqueness_novelty(rows: pd.DataFrame, n: int, seed: int) -> None:
     parse_s = time.monotonic() - t0
     processed = PROJECT_ROOT / "data/processed/wyckoff/train.jsonl"
     train = TrainingSet.load(processed if processed.exists() else CSV, "train")
-    limit = evaluate_config().novelty.matcher_time_limit_s
+    limit = Matching(evaluate_config().novelty.matcher_time_limit_s)
     t0 = time.monotonic()
     flags, _ = uniqueness(structures, limit)
     uniq_s = time.monotonic() - t0

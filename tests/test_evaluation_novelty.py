@@ -10,10 +10,10 @@ from pymatgen.core import Structure
 
 from plaidpp.config import PROJECT_ROOT
 from plaidpp.errors import UserError
-from plaidpp.evaluation.novelty import TrainingSet, matcher, novelty, uniqueness
+from plaidpp.evaluation.novelty import Matching, TrainingSet, matcher, novelty, uniqueness
 
 CSV = PROJECT_ROOT / "data/raw/mp20/mp20_partial_merged.csv.gz"
-LIMIT_S = 10.0  # novelty.matcher_time_limit_s
+MATCH = Matching(10.0)  # novelty.matcher_time_limit_s
 
 
 def test_matcher_uses_pymatgen_default_tolerances():
@@ -28,7 +28,7 @@ def test_duplicates_strained_copies_and_polymorphs(mp20_sample):
     strained.apply_strain(0.02)  # 2 % strain: within ltol, the same crystal
     supercell = a.copy()
     supercell.make_supercell([2, 1, 1])  # same crystal, other cell
-    flags, classes = uniqueness([a, b, None, strained, c, supercell, a], LIMIT_S)
+    flags, classes = uniqueness([a, b, None, strained, c, supercell, a], MATCH)
     assert flags == [True, True, None, False, True, False, False]
     assert classes[3] == classes[5] == classes[6] == classes[0] != classes[1]
 
@@ -38,9 +38,9 @@ def test_training_crystals_are_not_novel_and_test_crystals_are(mp20_sample):
     assert train.size == 3420
     seen = [Structure.from_str(x, fmt="cif") for x in mp20_sample(15, seed=4, split="train")["cif"]]
     unseen = [Structure.from_str(x, fmt="cif") for x in mp20_sample(15, seed=4, split="test")["cif"]]
-    assert novelty(seen, train, LIMIT_S) == [False] * 15
+    assert novelty(seen, train, MATCH) == [False] * 15
     # MP-20 splits share no material; a test crystal may still match a train polymorph, but rarely
-    assert np.mean(novelty(unseen, train, LIMIT_S)) >= 0.9
+    assert np.mean(novelty(unseen, train, MATCH)) >= 0.9
 
 
 def test_training_set_from_processed_jsonl_records_path_size_and_hash(tmp_path, mp20_sample):
@@ -52,7 +52,7 @@ def test_training_set_from_processed_jsonl_records_path_size_and_hash(tmp_path, 
     train = TrainingSet.load(path, None)
     described = train.describe()
     assert described["novelty_reference_size"] == 5 and len(described["novelty_reference_sha256"]) == 64
-    assert not train.is_novel(Structure.from_str(rows["cif"][0], fmt="cif"), LIMIT_S)
+    assert not train.is_novel(Structure.from_str(rows["cif"][0], fmt="cif"), MATCH)
     with pytest.raises(UserError, match="novelty reference not found"):
         TrainingSet.load(tmp_path / "absent.jsonl", None)
 
@@ -66,7 +66,7 @@ def test_reference_from_train_and_val_files_covers_both(tmp_path, mp20_sample):
         paths[-1].write_text("".join(json.dumps({"cif": c, "formula": f}) + "\n"
                                      for c, f in zip(rows["cif"], rows["pretty_formula"], strict=True)))
     val_crystal = Structure.from_str(mp20_sample(4, seed=3, split="val")["cif"].iloc[0], fmt="cif")
-    assert TrainingSet.load_all(paths[0], None).is_novel(val_crystal, LIMIT_S)
+    assert TrainingSet.load_all(paths[0], None).is_novel(val_crystal, MATCH)
     both = TrainingSet.load_all(paths, None)
-    assert both.size == 8 and not both.is_novel(val_crystal, LIMIT_S)
+    assert both.size == 8 and not both.is_novel(val_crystal, MATCH)
     assert both.describe()["novelty_reference"] == f"{paths[0]},{paths[1]}"

@@ -17,11 +17,11 @@ from plaidpp.config import PROJECT_ROOT, compose
 from plaidpp.evaluation.relax import relax_structure
 from plaidpp.evaluation.symmetry import spacegroup_number
 from plaidpp.evaluation.workers import relax_many
-from plaidpp.settings.evaluation import MLIPSettings, RelaxSettings
+from plaidpp.settings.evaluation import MLIPSettings, RelaxSettings, SymmetrySettings
 
 REFS = PROJECT_ROOT / "data/raw/hull/matbench_discovery_2023-02-07-mp-elemental-reference-entries.json.gz"
 FAST = RelaxSettings(steps=60, fmax=0.05)
-SG = {"sg_tolerance": 0.01, "sg_time_limit_s": 20.0}  # the paper's pyxtal tolerance
+SYM = SymmetrySettings()  # the paper's pyxtal tolerance, 0.01 Å
 
 
 def preset(name: str) -> MLIPSettings:
@@ -136,17 +136,17 @@ def test_relax_many_caches_results_and_resumes_without_relaxing_again(tmp_path, 
     spec = preset("chgnet")
     structures = {0: small_crystals[1][0], 1: small_crystals[1][0].copy(), 2: small_crystals[2][0]}
     cache = RelaxCache(tmp_path / "relax.sqlite")
-    first = relax_many(structures, spec, FAST, cache, workers=1, progress=False, **SG)
+    first = relax_many(structures, spec, FAST, SYM, cache, workers=1, progress=False)
     assert len(cache) == 2  # rows 0 and 1 are the same crystal: relaxed once
     assert not any(r["cached"] for r in first.values())
     cache.close()
     reopened = RelaxCache(tmp_path / "relax.sqlite")  # as after a killed run
-    second = relax_many(structures, spec, FAST, reopened, workers=1, progress=False, **SG)
+    second = relax_many(structures, spec, FAST, SYM, reopened, workers=1, progress=False)
     assert all(r["cached"] for r in second.values())
     assert second[2]["energy_total"] == first[2]["energy_total"]
     # other relax settings or another potential are other keys
-    assert relax_many({0: structures[2]}, spec, RelaxSettings(steps=3, fmax=0.05), reopened,
-                      workers=1, progress=False, **SG)[0]["cached"] is False
+    assert relax_many({0: structures[2]}, spec, RelaxSettings(steps=3, fmax=0.05), SYM, reopened,
+                      workers=1, progress=False)[0]["cached"] is False
 
 
 def test_spacegroup_by_pyxtal_and_its_time_budget(mp20_rows):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,8 +21,8 @@ import pandas as pd
 
 from plaidpp import tracking
 from plaidpp.errors import UserError
-from plaidpp.evaluation.score import score_samples
-from plaidpp.io import atomic_write, write_json
+from plaidpp.evaluation.score import get_hull, get_training_set, score_samples
+from plaidpp.io import atomic_write, exclusive, write_json
 from plaidpp.settings.stages import EvaluateConfig
 
 log = logging.getLogger(__name__)
@@ -70,17 +71,43 @@ def _parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def check_output_dir(out_dir: Path) -> None:
+    """A folder that can hold the results, made now: an --out that is a file or cannot be written is one line
+    before any relaxation, not a traceback after all of them."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"--out {out_dir} cannot be written ({exc.strerror or type(exc).__name__})") from None
+
+
+def check_inputs(cfg: EvaluateConfig) -> None:
+    """Every input the scoring needs, loaded or checked before any work: the hull, the novelty reference, a
+    checkpoint file."""
+    get_training_set(cfg)  # a missing file fails at once; the hull takes a few seconds to build
+    get_hull(cfg)
+    if cfg.mlip.checkpoint and not Path(cfg.mlip.checkpoint).is_file():
+        raise UserError(f"mlip.checkpoint not found: {cfg.mlip.checkpoint}")
+
+
 def score_to_dir(rows: list[dict[str, Any]], cfg: EvaluateConfig, out_dir: Path,
                  samples_file: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Score ``rows`` and write ``out_dir``/{structures.parquet, summary.json} (each written whole)."""
-    start = time.monotonic()
-    table, summary = score_samples(rows, cfg)
-    summary["samples_file"] = str(samples_file)
-    summary["seconds"] = round(time.monotonic() - start, 1)
-    summary["config"] = asdict(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / "structures.parquet", lambda p: _parquet_safe(table).to_parquet(p, index=False))
-    write_json(out_dir / "summary.json", summary, default=str)
+    """Score ``rows`` and write ``out_dir``/{structures.parquet, summary.json} (each written whole). The folder
+    is checked first and locked while scoring: a second evaluation of the same folder is refused."""
+    check_output_dir(out_dir)
+    check_inputs(cfg)
+    with exclusive(out_dir, "another evaluation"):
+        start = time.monotonic()
+        table, summary = score_samples(rows, cfg)
+        summary["samples_file"] = str(samples_file)
+        summary["seconds"] = round(time.monotonic() - start, 1)
+        summary["config"] = asdict(cfg)
+        atomic_write(out_dir / "structures.parquet", lambda p: _parquet_safe(table).to_parquet(p, index=False))
+        write_json(out_dir / "summary.json", summary, default=str)
     return table, summary
 
 

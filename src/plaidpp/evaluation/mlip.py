@@ -85,12 +85,15 @@ def _load_fairchem(spec: MLIPSettings):
 
 
 def _is_fairchem_v1_checkpoint(path: str) -> bool:
-    """v1 checkpoints are plain dicts with a trainer 'config' and a 'state_dict'; v2 saves a dataclass."""
+    """v1 checkpoints are plain dicts with a trainer 'config' and a 'state_dict'; v2 saves a dataclass.
+
+    Read with ``weights_only=True``: plain containers and tensors only, so telling the two apart never runs code
+    from the file (a v2 file, which holds classes, simply does not load here)."""
     import torch
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)  # the user's own checkpoint file
-    except Exception:  # noqa: BLE001 - unreadable: not a v1 checkpoint we can name
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not loadable without pickle: not a v1 checkpoint we can name
         return False
     return isinstance(obj, dict) and "config" in obj and "state_dict" in obj
 

@@ -35,23 +35,26 @@ def matcher() -> StructureMatcher:
     return StructureMatcher()  # defaults on purpose: ltol=0.2, stol=0.3, angle_tol=5 (MatterGen, FlowMM)
 
 
-# Matcher calls that raised or ran out of time, by reason; reported in summary.json ("matcher_failures").
-MATCH_FAILURES: Counter[str] = Counter()
+class Matching:
+    """StructureMatcher.fit under a time budget, where a failure or time-out counts as "no match" and is
+    counted in ``failures`` (reported in summary.json as ``matcher_failures``)."""
+
+    def __init__(self, time_limit_s: float) -> None:
+        self.time_limit_s = time_limit_s
+        self.failures: Counter[str] = Counter()
+
+    def fit(self, a: Structure, b: Structure) -> bool:
+        try:
+            with time_budget(self.time_limit_s):
+                return bool(matcher().fit(a, b))
+        except SymmetryTimeout:
+            self.failures["timeout"] += 1
+        except Exception as exc:  # noqa: BLE001 - a degenerate lattice can make the matcher raise
+            self.failures[f"error:{type(exc).__name__}"] += 1
+        return False
 
 
-def _safe_fit(a: Structure, b: Structure, time_limit_s: float) -> bool:
-    """StructureMatcher.fit, where a failure or time-out counts as "no match" (and is counted)."""
-    try:
-        with time_budget(time_limit_s):
-            return bool(matcher().fit(a, b))
-    except SymmetryTimeout:
-        MATCH_FAILURES["timeout"] += 1
-    except Exception as exc:  # noqa: BLE001 - a degenerate lattice can make the matcher raise
-        MATCH_FAILURES[f"error:{type(exc).__name__}"] += 1
-    return False
-
-
-def uniqueness(structures: list[Structure | None], time_limit_s: float) -> tuple[list[bool | None], list[int | None]]:
+def uniqueness(structures: list[Structure | None], matching: Matching) -> tuple[list[bool | None], list[int | None]]:
     """Per crystal: (is first of its class, class id). None where the structure is missing."""
     is_unique: list[bool | None] = [None] * len(structures)
     class_id: list[int | None] = [None] * len(structures)
@@ -62,7 +65,7 @@ def uniqueness(structures: list[Structure | None], time_limit_s: float) -> tuple
             continue
         bucket = reps.setdefault(s.composition.reduced_formula, [])
         for cid, rep in bucket:
-            if _safe_fit(rep, s, time_limit_s):
+            if matching.fit(rep, s):
                 is_unique[i], class_id[i] = False, cid
                 break
         else:
@@ -135,14 +138,14 @@ class TrainingSet:
             self._parsed[formula] = [Structure.from_str(c, fmt="cif") for c in self._cifs.get(formula, [])]
         return self._parsed[formula]
 
-    def is_novel(self, structure: Structure, time_limit_s: float) -> bool:
+    def is_novel(self, structure: Structure, matching: Matching) -> bool:
         bucket = self._bucket(structure.composition.reduced_formula)
-        return not any(_safe_fit(ref, structure, time_limit_s) for ref in bucket)
+        return not any(matching.fit(ref, structure) for ref in bucket)
 
     def describe(self) -> dict[str, object]:
         return {"novelty_reference": self.path, "novelty_reference_size": self.size,
                 "novelty_reference_sha256": self.sha256}
 
 
-def novelty(structures: list[Structure | None], train: TrainingSet, time_limit_s: float) -> list[bool | None]:
-    return [None if s is None else train.is_novel(s, time_limit_s) for s in structures]
+def novelty(structures: list[Structure | None], train: TrainingSet, matching: Matching) -> list[bool | None]:
+    return [None if s is None else train.is_novel(s, matching) for s in structures]

@@ -1,11 +1,14 @@
-"""Score generated crystal texts: parse -> validity -> relax -> E_hull -> symmetry -> uniqueness/novelty.
+"""Score generated crystal texts: ``score_samples(rows, cfg) -> (table, summary)``, the API the evaluate stage
+and the RL loop call. It runs the steps of ``steps.py`` in order and summarises:
 
-``score_samples(rows, cfg)`` is the Python API the RL loop calls; ``evaluate(cfg)`` (evaluate.py) wraps it
-with file I/O and MLflow. One output row per requested sample; a sample that fails anywhere keeps its row,
-with ``fail_reason`` saying where (first failure wins):
+    parse_and_validity -> relaxation -> energy_and_hull -> symmetry -> uniqueness_and_novelty
+
+One output row per requested sample; a sample that fails anywhere keeps its row, with ``fail_reason`` saying
+where (first failure wins):
 
     parse:<DecodeError.reason>        text did not decode
     invalid_structure:<reason>        overlapping_atoms / volume_out_of_range / non_finite_lattice
+    noble_gas_only                    only He/Ne/Ar/Kr/Xe/Rn (see steps.py): counted, not scored
     element_not_in_mlip:<El>          the potential has no parameters for an element
     element_not_in_hull:<El>          no elemental reference energy, so no formation energy
     <relax reason>                    energy_nan, energy_out_of_range, cell_exploded, relax_timeout,
@@ -13,6 +16,9 @@ with ``fail_reason`` saying where (first failure wins):
     correction_error:<Type>           MP2020 correction failed
     hull_error:<Type>                 the phase diagram failed
     relax_disabled                    relax.enabled=false
+
+A step switched off by a setting (``relax.enabled=false``, ``novelty.enabled=false``) leaves the metrics that
+need it ``None``, with the reason in ``summary["not_computed"]``.
 """
 
 from __future__ import annotations
@@ -24,18 +30,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pymatgen.core import Structure
 
-from plaidpp.evaluation import metrics
-from plaidpp.evaluation.cache import RelaxCache
-from plaidpp.evaluation.energy import mp2020_correction
+from plaidpp.errors import UserError
+from plaidpp.evaluation import metrics, steps
 from plaidpp.evaluation.hull import ReferenceHull, load_hull
-from plaidpp.evaluation.mlip import supported_elements
-from plaidpp.evaluation.novelty import TrainingSet, novelty, uniqueness
-from plaidpp.evaluation.symmetry import SymmetryTimeout, spacegroup_number, time_budget
-from plaidpp.evaluation.validity import composition_validity, structural_validity
-from plaidpp.evaluation.workers import relax_many
-from plaidpp.representation import DecodeError, get
+from plaidpp.evaluation.novelty import TrainingSet
 from plaidpp.settings.stages import EvaluateConfig
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,10 @@ def get_hull(cfg: EvaluateConfig) -> ReferenceHull:
     return _HULLS[key]
 
 
-def get_training_set(cfg: EvaluateConfig) -> TrainingSet:
+def get_training_set(cfg: EvaluateConfig) -> TrainingSet | None:
+    """The novelty reference, loaded once per process; None when novelty is switched off."""
+    if not cfg.novelty.enabled:
+        return None
     paths = [str(p) for p in cfg.novelty.reference_file]
     key = f"{paths}:{cfg.novelty.split}"
     if key not in _TRAIN:
@@ -66,8 +68,6 @@ def select_rows(rows: list[dict] | pd.DataFrame) -> tuple[pd.DataFrame, dict[str
     frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
     info: dict[str, Any] = {"n_rows_in_file": len(frame)}
     if "text" not in frame.columns:
-        from plaidpp.errors import UserError
-
         raise UserError("samples have no 'text' field (one JSON object per line with text/repr/spacegroup)")
     if "final" in frame.columns:
         attempts = frame
@@ -75,6 +75,11 @@ def select_rows(rows: list[dict] | pd.DataFrame) -> tuple[pd.DataFrame, dict[str
         info["n_attempts"] = len(attempts)
         if "decoded" in attempts.columns:
             info["attempt_parse_rate"] = float(attempts["decoded"].fillna(False).astype(bool).mean())
+        if frame.empty:
+            raise UserError(f"the samples hold {len(attempts)} attempts but no final row (an unfinished sampling "
+                            "run?); finish it with `plaidpp sample`, or pass a file with one row per sample")
+    if frame.empty:
+        raise UserError("no samples to evaluate")
     if "index" not in frame.columns:
         frame["index"] = np.arange(len(frame))
     return frame.reset_index(drop=True), info
@@ -86,182 +91,63 @@ def _requested_sg(value: Any) -> int | None:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        return None
-    return number if 1 <= number <= 230 else None
+        raise UserError(f"spacegroup {value!r} is not a space-group number 1..230") from None
+    if not 1 <= number <= 230:
+        raise UserError(f"spacegroup {value!r} is not a space-group number 1..230")
+    return number
+
+
+def _base_table(frame: pd.DataFrame, cfg: EvaluateConfig) -> pd.DataFrame:
+    n = len(frame)
+    out = pd.DataFrame({"index": frame["index"].to_numpy()})
+    out["text"] = frame["text"].astype(str)
+    out["repr"] = [r if isinstance(r, str) and r else cfg.default_repr for r in frame.get("repr", [None] * n)]
+    out["spacegroup_requested"] = pd.array([_requested_sg(v) for v in frame.get("spacegroup", [None] * n)],
+                                           dtype="Int64")
+    for col in frame.columns:  # pass-through keys (prompt, temperature, seed, ...)
+        if col not in out.columns and col != "spacegroup":
+            out[col] = frame[col].to_numpy()
+    return out
+
+
+def _merge(table: pd.DataFrame, result: steps.StepResult) -> None:
+    for name, values in result.columns.items():
+        table[name] = values.to_numpy() if isinstance(values, pd.Series) else values
 
 
 def score_samples(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Score generated crystals; returns (per-sample table, summary dict). See the module docstring."""
     frame, info = select_rows(rows)
-    progress = cfg.progress
-    default_repr = cfg.default_repr
-    min_dist = cfg.validity.min_distance
-    vpa = tuple(cfg.validity.volume_per_atom)
-    spec = cfg.mlip
-    settings = cfg.relax
-    hull = get_hull(cfg)
-
-    n = len(frame)
-    out = pd.DataFrame({"index": frame["index"].to_numpy()})
-    out["text"] = frame["text"].astype(str)
-    out["repr"] = [r if isinstance(r, str) and r else default_repr for r in frame.get("repr", [None] * n)]
-    out["spacegroup_requested"] = pd.array(
-        [_requested_sg(v) for v in frame.get("spacegroup", [None] * n)], dtype="Int64"
-    )
-    for col in frame.columns:  # pass-through keys (prompt, temperature, seed, ...)
-        if col not in out.columns and col not in ("spacegroup",):
-            out[col] = frame[col].to_numpy()
-
-    structures: list[Structure | None] = [None] * n
-    parse_ok, parse_reason, fail = [False] * n, [None] * n, [None] * n
-    valid_s, valid_c, min_d = [False] * n, [False] * n, [math.nan] * n
-    smact_problems: Counter[str] = Counter()
-    for i, (text, rep) in enumerate(zip(out["text"], out["repr"], strict=True)):
-        try:
-            structures[i] = get(rep).decode(text)
-            parse_ok[i] = True
-        except DecodeError as exc:
-            parse_reason[i] = exc.reason
-        except KeyError:
-            parse_reason[i] = "unknown_repr"
-        except Exception as exc:  # noqa: BLE001 - decode promises DecodeError only; count a broken promise
-            parse_reason[i] = f"decode_crash:{type(exc).__name__}"
-        if not parse_ok[i]:
-            fail[i] = f"parse:{parse_reason[i]}"
-            continue
-        s = structures[i]
-        check = structural_validity(s, min_dist, vpa)
-        valid_s[i], min_d[i] = check.valid, check.min_distance
-        try:
-            # SMACT enumerates oxidation-state combinations: exponential in the number of elements
-            with time_budget(cfg.validity.smact_time_limit_s):
-                valid_c[i] = composition_validity(s.composition)
-        except SymmetryTimeout:
-            valid_c[i] = False
-            smact_problems["smact_timeout"] += 1
-        except Exception as exc:  # noqa: BLE001 - SMACT has no data for some elements: invalid, counted
-            valid_c[i] = False
-            smact_problems[f"smact_error:{type(exc).__name__}"] += 1
-        if not check.valid:
-            fail[i] = f"invalid_structure:{check.reason}"
-    info["composition_check_failures"] = dict(smact_problems)
-    out["parse_ok"], out["parse_reason"] = parse_ok, parse_reason
-    out["valid_structure"], out["valid_composition"] = valid_s, valid_c
-    out["min_distance"] = min_d
-    out["formula"] = [s.composition.reduced_formula if s is not None else None for s in structures]
-    out["n_atoms"] = pd.array([len(s) if s is not None else None for s in structures], dtype="Int64")
-
-    # ---- relaxation candidates: structurally valid crystals whose elements the MLIP and hull cover
-    mlip_elements = supported_elements(spec)
-    todo: dict[int, Structure] = {}
-    for i, s in enumerate(structures):
-        if fail[i] is not None or s is None:
-            continue
-        symbols = sorted(el.symbol for el in s.composition.elements)
-        if mlip_elements is not None and (bad := [e for e in symbols if e not in mlip_elements]):
-            fail[i] = f"element_not_in_mlip:{','.join(bad)}"
-        elif bad := hull.missing_elements(s.composition):
-            fail[i] = f"element_not_in_hull:{','.join(bad)}"
-        elif not settings.enabled:
-            fail[i] = "relax_disabled"
-        else:
-            todo[i] = s
-    cache_file = cfg.cache.file if cfg.cache.enabled else None
-    sg_tolerance = cfg.symmetry.tolerance  # the paper's pyxtal tolerance, for both checks
-    sg_time_limit_s = cfg.symmetry.time_limit_s
-    cache = RelaxCache(cache_file)
-    try:
-        relaxed = relax_many(
-            todo, spec, settings, cache,
-            sg_tolerance=sg_tolerance,
-            sg_time_limit_s=sg_time_limit_s,
-            workers=cfg.workers,
-            progress=progress,
-        )
-    finally:
-        cache.close()
-
-    energy_pa, e_corr_pa, e_form, e_hull = ([math.nan] * n for _ in range(4))
-    n_steps = pd.array([None] * n, dtype="Int64")
-    converged, cached = [None] * n, [None] * n
-    sg_achieved, sg_reason, cif_relaxed = [None] * n, [None] * n, [None] * n
-    final_structs: list[Structure | None] = list(structures)  # relaxed where available
-    for i, res in relaxed.items():
-        n_steps[i], converged[i], cached[i] = res["n_steps"], res["converged"], res.get("cached")
-        if res["fail_reason"] is not None:
-            fail[i] = res["fail_reason"]
-            continue
-        try:
-            relaxed_s = Structure.from_str(res["cif_relaxed"], fmt="cif")
-        except Exception as exc:  # noqa: BLE001 - a cache row from an older writer, say: counted
-            fail[i] = f"relaxed_cif_error:{type(exc).__name__}"
-            continue
-        final_structs[i] = relaxed_s
-        cif_relaxed[i] = res["cif_relaxed"]
-        sg_achieved[i], sg_reason[i] = res["spacegroup_achieved"], res["spacegroup_fail_reason"]
-        energy = float(res["energy_total"])
-        energy_pa[i] = energy / len(relaxed_s)
-        try:
-            correction = mp2020_correction(relaxed_s, energy) if spec.apply_mp2020_correction else 0.0
-        except Exception as exc:  # noqa: BLE001 - CompatibilityError and friends: counted
-            fail[i] = f"correction_error:{type(exc).__name__}"
-            continue
-        e_corr_pa[i] = correction / len(relaxed_s)
-        try:
-            e_form[i] = hull.refs.formation_energy_per_atom(relaxed_s.composition, energy + correction)
-            e_hull[i] = hull.e_above_hull(relaxed_s.composition, e_form[i])
-        except Exception as exc:  # noqa: BLE001 - counted
-            fail[i] = f"hull_error:{type(exc).__name__}"
-            e_hull[i] = math.nan
-    out["relax_ok"] = [math.isfinite(x) for x in e_hull]
-    out["fail_reason"] = fail
-    out["relax_steps"], out["relax_converged"], out["relax_cached"] = n_steps, converged, cached
-    out["energy_per_atom"], out["correction_per_atom"] = energy_pa, e_corr_pa
-    out["e_form_per_atom"], out["e_hull"] = e_form, e_hull
-    out["spacegroup_achieved"] = pd.array(sg_achieved, dtype="Int64")
-    out["spacegroup_fail_reason"] = sg_reason
-
-    eh = out["e_hull"].to_numpy(dtype=float)
-    with np.errstate(invalid="ignore"):
-        out["is_stable"] = eh <= cfg.thresholds.stable
-        out["is_metastable"] = eh <= cfg.thresholds.metastable
-    out["spacegroup_match"] = (
-        (out["spacegroup_achieved"] == out["spacegroup_requested"]).fillna(False).astype(bool)
-    )
-    # The same check on the crystal as generated (before relaxation) tells "the model ignored the prompt"
-    # apart from "relaxation broke the symmetry the model wrote". Conditioned samples only.
-    sg_generated = [None] * n
-    for i, s in enumerate(structures):
-        if s is not None and not pd.isna(out["spacegroup_requested"].iloc[i]):
-            sg_generated[i], _ = spacegroup_number(s, sg_tolerance, sg_time_limit_s)
-    out["spacegroup_generated"] = pd.array(sg_generated, dtype="Int64")
-    out["spacegroup_generated_match"] = (
-        (out["spacegroup_generated"] == out["spacegroup_requested"]).fillna(False).astype(bool)
-    )
-
-    # ---- uniqueness / novelty on the relaxed crystal where there is one, else the decoded one
-    from plaidpp.evaluation import novelty as novelty_module
-
-    novelty_module.MATCH_FAILURES.clear()
-    match_limit = cfg.novelty.matcher_time_limit_s
-    uniq, class_id = uniqueness(final_structs, match_limit)
-    out["is_unique"] = [bool(u) for u in uniq]
-    out["match_class"] = pd.array(class_id, dtype="Int64")
-    if cfg.novelty.enabled:
-        train = get_training_set(cfg)
-        out["is_novel"] = [bool(v) for v in novelty(final_structs, train, match_limit)]
+    hull = get_hull(cfg)  # before any work: a missing hull or reference file stops here
+    train = get_training_set(cfg)
+    table = _base_table(frame, cfg)
+    computed = {"parse_and_validity", "symmetry", "uniqueness"}
+    checked, crystals = steps.parse_and_validity(table, cfg)
+    _merge(table, checked)
+    failures = {"composition_check_failures": checked.failures}
+    if cfg.relax.enabled:
+        _merge(table, steps.relaxation(table, crystals, cfg, hull))
+        computed.add("relaxation")
+    else:
+        crystals.fail[:] = [r if r is not None else "relax_disabled" for r in crystals.fail]
+        for name in ("relax_steps", "relax_converged", "relax_cached", "cif_relaxed"):
+            table[name] = None
+    _merge(table, steps.energy_and_hull(table, crystals, cfg, hull))
+    symmetry = steps.symmetry(table, crystals, cfg)
+    _merge(table, symmetry)
+    failures["spacegroup_failures"] = symmetry.failures
+    matched = steps.uniqueness_and_novelty(table, crystals, cfg, train)
+    _merge(table, matched)
+    failures["matcher_failures"] = matched.failures  # counted as "no match"
+    if train is not None:
+        computed.add("novelty")
         info.update(train.describe())
     else:
-        out["is_novel"] = False
         info["novelty_reference"] = None
-    info["matcher_failures"] = dict(novelty_module.MATCH_FAILURES)  # counted as "no match"
-    out["is_sun"] = _first_per_class(out, out["is_stable"] & out["is_novel"])
-    ssun_pool = out["spacegroup_match"] & out["is_metastable"] & out["is_novel"]
-    out["is_ssun"] = _first_per_class(out, ssun_pool)
-    out["cif_relaxed"] = cif_relaxed
-
-    summary = build_summary(out, info, hull, cfg)
-    return out, summary
+    table["fail_reason"] = crystals.fail
+    table["is_sun"] = _first_per_class(table, table["is_stable"] & table["is_novel"])
+    table["is_ssun"] = _first_per_class(table, table["spacegroup_match"] & table["is_metastable"] & table["is_novel"])
+    return table, build_summary(table, {**info, **failures}, hull, cfg, computed)
 
 
 def _first_per_class(table: pd.DataFrame, pool: pd.Series) -> pd.Series:
@@ -278,24 +164,28 @@ def _first_per_class(table: pd.DataFrame, pool: pd.Series) -> pd.Series:
     return flags
 
 
-def build_summary(out: pd.DataFrame, info: dict[str, Any], hull: ReferenceHull, cfg: EvaluateConfig) -> dict[str, Any]:
+def build_summary(out: pd.DataFrame, info: dict[str, Any], hull: ReferenceHull, cfg: EvaluateConfig,
+                  computed: set[str]) -> dict[str, Any]:
     n = len(out)
     n_cond = int(out["spacegroup_requested"].notna().sum())
     reasons = Counter(r.split(":")[0] for r in out["fail_reason"].dropna())  # parse:syntax -> parse
-    summary: dict[str, Any] = {
+    relaxed = "relaxation" in computed
+    return {
         "n_requested": n,
         "n_parsed": int(out["parse_ok"].sum()),
         "n_conditional": n_cond,
-        "n_relaxed": int(out["relax_ok"].sum()),
-        **metrics.headline(out),
-        "n_stable": int(out["is_stable"].sum()),
-        "n_sun": int(out["is_sun"].sum()),
-        "n_ssun": int(out["is_ssun"].sum()),
+        "n_valid": int(steps.valid_rows(out).sum()),
+        "n_relaxed": int(out["relax_ok"].sum()) if relaxed else None,
+        **metrics.headline(out, computed),
+        "not_computed": metrics.not_computed(computed),
+        "n_stable": int(out["is_stable"].sum()) if relaxed else None,
+        "n_sun": int(out["is_sun"].sum()) if "novelty" in computed and relaxed else None,
+        "n_ssun": int(out["is_ssun"].sum()) if "novelty" in computed and relaxed else None,
         "mean_e_hull": float(np.nanmean(out["e_hull"])) if out["relax_ok"].any() else None,
-        "per_spacegroup": metrics.per_spacegroup(out),
+        "per_spacegroup": metrics.per_spacegroup(out, computed),
         "failure_reasons": dict(sorted(Counter(out["fail_reason"].dropna()).items())),
         "failure_kinds": dict(sorted(reasons.items())),
-        "spacegroup_failures": dict(Counter(out["spacegroup_fail_reason"].dropna())),
+        "n_noble_gas_only": int(out["noble_gas_only"].sum()),
         "n_relax_unconverged": int((out["relax_converged"] == False).sum()),  # noqa: E712
         "n_relax_cached": int((out["relax_cached"] == True).sum()),  # noqa: E712
         **info,
@@ -306,13 +196,15 @@ def build_summary(out: pd.DataFrame, info: dict[str, Any], hull: ReferenceHull, 
         "thresholds": {"stable": cfg.thresholds.stable, "metastable": cfg.thresholds.metastable},
         "denominators": (
             "every rate divides by n_requested (all requested samples, including parse failures), except "
-            "ssun_rate and spacegroup_accuracy, which divide by n_conditional (samples with a requested space "
-            "group); per_spacegroup rates divide by the samples requested with that group"
+            "ssun_rate and spacegroup_accuracy(_generated), which divide by n_conditional (samples with a "
+            "requested space group); per_spacegroup rates divide by the samples requested with that group"
         ),
         "unaries": (
-            "single-element crystals pass compositional validity (CDVAE/MatterGen convention) and are "
-            "evaluated like any other crystal; their E_hull is against the elemental polymorphs in the hull"
+            "single-element crystals pass compositional validity (CDVAE/MatterGen convention) and are evaluated "
+            "like any other crystal, except noble-gas-only ones, which are counted (noble_gas_only) and not scored"
         ),
+        "uniqueness_novelty_scope": "only valid crystals (decoded, structurally valid, not noble-gas-only) can be "
+                                    "unique or novel",
         "sun_definition": f"S.U.N.: E_hull <= {cfg.thresholds.stable} eV/atom, novel, one per StructureMatcher class",
         "ssun_definition": (
             f"S.S.U.N.: pyxtal space group (tol {cfg.symmetry.tolerance} Å, relaxed crystal) == requested, E_hull <= "
@@ -320,4 +212,3 @@ def build_summary(out: pd.DataFrame, info: dict[str, Any], hull: ReferenceHull, 
         ),
         "metric_definitions": metrics.describe(cfg),
     }
-    return summary

@@ -1,16 +1,35 @@
-"""Relaxation jobs, cached and spread over processes.
+"""Relaxation jobs, cached and spread over worker processes that cannot outlive the run or take it down.
 
-The parent owns the cache (sqlite) and the progress bar; each worker process loads the potential once
-(``_init``), uses one torch thread, and returns plain dicts. Results are written to the cache the moment they
-arrive, so killing the run loses at most the structures in flight.
+- **Isolation.** Every relaxation runs in a worker process, ``workers=1`` included, one job at a time. A worker
+  that dies (a segfault in a native library, the out-of-memory killer) costs only the crystal it held, which is
+  counted ``worker_crashed``; a fresh worker takes its place and the rest of the run goes on.
+- **No orphans.** A worker asks the kernel to kill it when its parent dies (``PR_SET_PDEATHSIG``), so a SIGKILL of
+  ``plaidpp evaluate`` leaves no worker (~630 MB each with a potential loaded) behind, and multiprocessing's
+  resource tracker, whose pipe they held, exits with them.
+- **Cache.** The parent owns the sqlite cache and the progress bar; each result is written the moment it
+  arrives, so a killed run loses at most the crystals in flight. A result is cached under the structure and
+  every setting that changes it (``cache_fingerprint``): a new setting joins the key unless its field says it
+  cannot change a cached relaxation (``cache_key=False``). Failures that depend on the machine's load or a dead
+  worker (time-outs, crashes) are never cached.
+- **Reuse.** The pool (with its loaded potential) stays up for the next call of the same process with the same
+  potential and size, so RLIP iterations and repeated evaluations load the potential once per worker.
 """
 
 from __future__ import annotations
 
+import atexit
+import ctypes
+import dataclasses
+import hashlib
+import json
 import logging
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+import os
+import signal
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Any
 
 from pymatgen.core import Structure
@@ -21,16 +40,166 @@ from plaidpp.evaluation.mlip import load_calculator
 from plaidpp.evaluation.relax import relax_structure
 from plaidpp.evaluation.symmetry import spacegroup_number
 from plaidpp.runtime import n_workers
-from plaidpp.settings.evaluation import MLIPSettings, RelaxSettings
+from plaidpp.settings.evaluation import MLIPSettings, RelaxSettings, SymmetrySettings
 
 log = logging.getLogger(__name__)
 
 # Failures that depend on the machine's load or a crashed worker, not on the crystal: never cached.
 NOT_CACHED = ("relax_timeout", "worker_crashed")
+NOT_CACHED_SPACEGROUP = ("spacegroup_timeout",)
+_PR_SET_PDEATHSIG = 1
 
 _STATE: dict[str, Any] = {}
 
 
+# ------------------------------------------------------------------------------------------- cache keys
+@lru_cache(maxsize=32)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:  # noqa: ARG001 - size and mtime key the cache
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fields(settings: Any) -> dict[str, Any]:
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.metadata.get("cache_key", True)}
+    if isinstance(settings, MLIPSettings) and settings.checkpoint:
+        path = Path(settings.checkpoint)
+        stat = path.stat()
+        values["checkpoint"] = "sha256:" + _file_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return values
+
+
+def cache_fingerprint(mlip: MLIPSettings, relax: RelaxSettings, symmetry: SymmetrySettings) -> str:
+    """Everything that changes a cached relaxation: every field of the three settings (a checkpoint by its
+    content) except those marked ``cache_key=False``."""
+    payload = {type(s).__name__: _fields(s) for s in (mlip, relax, symmetry)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cacheable(result: dict[str, Any]) -> bool:
+    return result["fail_reason"] not in NOT_CACHED and result["spacegroup_fail_reason"] not in NOT_CACHED_SPACEGROUP
+
+
+# ------------------------------------------------------------------------------------------- the pool
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this process when the parent dies; if it already died, exit now."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not glibc / not Linux: the parent's atexit still stops its workers
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _serve(conn, parent: int, initializer: Callable[..., None], initargs: tuple) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    initializer(*initargs)
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        key, fn, args = message
+        try:
+            outcome = ("ok", fn(*args))
+        except Exception as exc:  # noqa: BLE001 - one job's Python error is that job's result
+            outcome = ("error", f"{type(exc).__name__}: {exc}"[:300])
+        conn.send((key, outcome))
+
+
+class IsolatedPool:
+    """``n`` spawned worker processes, each running one job at a time (see the module docstring)."""
+
+    def __init__(self, n: int, initializer: Callable[..., None], initargs: tuple = ()) -> None:
+        # spawn, not fork: forking a process that already ran torch/OpenMP can deadlock the children
+        self._ctx = multiprocessing.get_context("spawn")
+        self._initializer, self._initargs = initializer, initargs
+        self._workers = [self._start() for _ in range(n)]
+
+    def _start(self) -> dict[str, Any]:
+        parent_end, child_end = self._ctx.Pipe()
+        process = self._ctx.Process(target=_serve, args=(child_end, os.getpid(), self._initializer, self._initargs),
+                                    daemon=True)
+        process.start()
+        child_end.close()
+        return {"process": process, "conn": parent_end, "job": None}
+
+    def run(self, fn: Callable[..., Any], jobs: dict[Any, tuple]) -> Iterator[tuple[Any, str, Any]]:
+        """Yield ``(key, status, value)`` per job as it finishes: status ``ok`` (value = the result), ``error``
+        (value = the exception's text) or ``crashed`` (value = the worker's exit code)."""
+        queue = list(jobs.items())
+        while queue or any(w["job"] is not None for w in self._workers):
+            for worker in self._workers:
+                if worker["job"] is None and queue:
+                    key, args = queue.pop(0)
+                    worker["job"] = key
+                    worker["conn"].send((key, fn, args))
+            busy = [w for w in self._workers if w["job"] is not None]
+            ready = wait([w["conn"] for w in busy] + [w["process"].sentinel for w in busy])
+            for index, worker in enumerate(self._workers):
+                if worker["job"] is None:
+                    continue
+                if worker["conn"] in ready:
+                    try:
+                        key, (status, value) = worker["conn"].recv()
+                    except (EOFError, OSError):  # died while sending
+                        key, status, value = worker["job"], "crashed", worker["process"].exitcode
+                    worker["job"] = None
+                    yield key, status, value
+                    if status == "crashed":
+                        self._replace(index)
+                elif worker["process"].sentinel in ready:
+                    key = worker["job"]
+                    worker["process"].join()
+                    yield key, "crashed", worker["process"].exitcode
+                    self._replace(index)
+
+    def _replace(self, index: int) -> None:
+        old = self._workers[index]
+        old["conn"].close()
+        old["process"].join(timeout=1)
+        self._workers[index] = self._start()
+
+    def close(self) -> None:
+        for worker in self._workers:
+            try:
+                worker["conn"].send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for worker in self._workers:
+            worker["process"].join(timeout=5)
+            if worker["process"].is_alive():
+                worker["process"].kill()
+            worker["conn"].close()
+        self._workers = []
+
+
+_POOLS: dict[tuple, IsolatedPool] = {}
+
+
+def pool_for(spec: MLIPSettings, n: int) -> IsolatedPool:
+    """The process's pool for a potential and size, started once and reused."""
+    key = (json.dumps(dataclasses.asdict(spec), sort_keys=True), n)
+    if key not in _POOLS:
+        for old in list(_POOLS):  # one pool at a time: another potential's workers would hold its memory
+            _POOLS.pop(old).close()
+        _POOLS[key] = IsolatedPool(n, _init, (spec,))
+    return _POOLS[key]
+
+
+@atexit.register
+def _close_pools() -> None:
+    for pool in _POOLS.values():
+        pool.close()
+    _POOLS.clear()
+
+
+# ------------------------------------------------------------------------------------------- the job
 def _init(spec: MLIPSettings) -> None:
     import warnings
 
@@ -39,7 +208,7 @@ def _init(spec: MLIPSettings) -> None:
     _STATE["calc"] = load_calculator(spec)
 
 
-def _job(structure: Structure, settings: RelaxSettings, sg_tol: float, sg_time: float) -> dict[str, Any]:
+def _job(structure: Structure, settings: RelaxSettings, symmetry: SymmetrySettings) -> dict[str, Any]:
     result = relax_structure(structure, _STATE["calc"], settings).as_dict()
     result["spacegroup_achieved"] = None
     result["spacegroup_fail_reason"] = None
@@ -49,7 +218,7 @@ def _job(structure: Structure, settings: RelaxSettings, sg_tol: float, sg_time: 
         except Exception as exc:  # noqa: BLE001 - counted by the caller as a relaxation failure
             result["fail_reason"] = f"relaxed_cif_error:{type(exc).__name__}"
             return result
-        number, reason = spacegroup_number(relaxed, sg_tol, sg_time)
+        number, reason = spacegroup_number(relaxed, symmetry.tolerance, symmetry.time_limit_s)
         result["spacegroup_achieved"], result["spacegroup_fail_reason"] = number, reason
     return result
 
@@ -58,16 +227,15 @@ def relax_many(
     structures: dict[int, Structure],
     spec: MLIPSettings,
     settings: RelaxSettings,
+    symmetry: SymmetrySettings,
     cache: RelaxCache,
     *,
-    sg_tolerance: float,
-    sg_time_limit_s: float,
     workers: int,
     progress: bool,
 ) -> dict[int, dict[str, Any]]:
     """Relax every structure (row id -> Structure) not already cached; return row id -> result dict."""
-    tags = (spec.cache_tag(), settings.cache_tag(), f"sgtol={sg_tolerance}")
-    keys = {i: RelaxCache.key(s, *tags) for i, s in structures.items()}
+    fingerprint = cache_fingerprint(spec, settings, symmetry)
+    keys = {i: RelaxCache.key(s, fingerprint) for i, s in structures.items()}
     results: dict[int, dict[str, Any]] = {}
     todo: dict[str, list[int]] = {}  # key -> rows (identical crystals relax once)
     for i, key in keys.items():
@@ -79,42 +247,21 @@ def relax_many(
     if not todo:
         return results
     log.info("relaxing %d structures (%d cached) with %s", len(todo), len(results), spec.cache_tag())
-
-    def store(key: str, result: dict[str, Any]) -> None:
-        if result["fail_reason"] not in NOT_CACHED:
+    bar = tqdm(total=len(todo), desc=f"relax ({spec.name})", disable=not progress, unit="crystal")
+    pool = pool_for(spec, n_workers(workers))
+    jobs = {key: (structures[rows[0]], settings, symmetry) for key, rows in todo.items()}
+    for key, status, value in pool.run(_job, jobs):
+        if status == "ok":
+            result = value
+        elif status == "error":  # a pickling or worker-side error for one crystal
+            result = _failure("mlip_error:WorkerError", str(value))
+        else:
+            result = _failure("worker_crashed", f"worker exit code {value}")
+        if _cacheable(result):
             cache.put(key, result)
         for i in todo[key]:
             results[i] = {**result, "cached": False}
-
-    bar = tqdm(total=len(todo), desc=f"relax ({spec.name})", disable=not progress, unit="crystal")
-    n = min(n_workers(workers), len(todo))
-    args = (settings, sg_tolerance, sg_time_limit_s)
-    if n == 1:
-        if _STATE.get("spec") != spec:
-            _init(spec)
-        for key, rows in todo.items():
-            store(key, _job(structures[rows[0]], *args))
-            bar.update()
-    else:
-        # spawn, not fork: forking a process that already ran torch/OpenMP can deadlock the children
-        ctx = multiprocessing.get_context("spawn")
-        try:
-            with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init, initargs=(spec,)) as pool:
-                futures = {pool.submit(_job, structures[rows[0]], *args): key for key, rows in todo.items()}
-                for future in as_completed(futures):
-                    key = futures[future]
-                    try:
-                        store(key, future.result())
-                    except BrokenProcessPool:
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - a pickling/worker error for one crystal
-                        store(key, _failure(f"mlip_error:{type(exc).__name__}", str(exc)))
-                    bar.update()
-        except BrokenProcessPool as exc:
-            # A worker died (segfault, out of memory): everything unfinished is counted, none cached.
-            for key in todo:
-                if todo[key][0] not in results:
-                    store(key, _failure("worker_crashed", str(exc)))
+        bar.update()
     bar.close()
     return results
 

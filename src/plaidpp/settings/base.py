@@ -56,6 +56,7 @@ def setting(
     factory: Callable[[], Any] | None = None,
     path: str | None = None,
     feeds: dict[str, tuple[str, bool]] | None = None,
+    cache_key: bool = True,
 ) -> Any:
     """A documented dataclass field.
 
@@ -68,9 +69,11 @@ def setting(
         factory: for mutable defaults (lists, dicts, nested settings).
         path: ``READS`` / ``WRITES`` / ``METRICS`` when the value is a file or folder the stage reads or writes.
         feeds: for a pipeline knob (``params.yaml``): stage -> (config key, is a Hydra group choice).
+        cache_key: False for a relaxation setting that cannot change a cached relaxation result (say why in the
+            help); every other field of the MLIP, relaxation and symmetry settings is part of the cache key.
     """
     metadata = {"help": help, "unit": unit, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt,
-                "path": path, "feeds": feeds or {}}
+                "path": path, "feeds": feeds or {}, "cache_key": cache_key}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)

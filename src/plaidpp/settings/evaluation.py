@@ -27,7 +27,26 @@ class MLIPSettings:
                                       "compiled (recompiles per composition: minutes each on a CPU)",
                                       choices=("traineval", "default"))
     apply_mp2020_correction: bool = setting(help="add MP2020 corrections to the predicted energy: true for "
-                                            "potentials trained on raw GGA(+U) energies (measured per preset)")
+                                            "potentials trained on raw GGA(+U) energies (measured per preset); "
+                                            "applied after the (cached) relaxation", cache_key=False)
+    trust_checkpoint: bool = setting(False, help="load a user checkpoint file (mlip.checkpoint, or a SevenNet "
+                                     "model given as a path): these load with pickle (torch.load weights_only="
+                                     "False in sevenn/chgnet/fairchem), which runs code from the file; only for a "
+                                     "file you trust. The weights shipped in the wheels need no trust",
+                                     cache_key=False)
+
+    def check(self) -> None:
+        if self.user_file() and not self.trust_checkpoint:
+            raise SettingError("checkpoint", f"{self.user_file()} would be unpickled, which runs code from the "
+                               "file; set mlip.trust_checkpoint=true if you trust it")
+
+    def user_file(self) -> str | None:
+        """A checkpoint file the user points to (as opposed to weights shipped in a wheel or a hub name)."""
+        if self.checkpoint:
+            return self.checkpoint
+        if self.name == "sevennet" and ("/" in self.model or self.model.endswith((".pth", ".pt"))):
+            return self.model
+        return None
 
     def cache_tag(self) -> str:
         """Identifies the potential inside relaxation cache keys (a different model = different energies)."""
@@ -85,7 +104,7 @@ class ValiditySettings:
 
 @dataclass
 class RelaxSettings:
-    enabled: bool = setting(True, help="relax with the MLIP (false: no energies, no stability)")
+    enabled: bool = setting(True, help="relax with the MLIP (false: no energies, no stability)", cache_key=False)
     # The paper relaxes 500 FIRE steps to 0.02 eV/Å (eSEN on a GPU); on 2 CPU cores that costs ~10x more per
     # crystal, so the embedded run keeps a few hundred samples inside ~15 min (docs/evaluation.md).
     steps: int = setting(150, help="maximum FIRE steps (paper: 500)", ge=0)
@@ -96,7 +115,8 @@ class RelaxSettings:
                                                  "(energy_out_of_range)", unit="eV/atom")
     max_volume_per_atom: float = setting(500.0, help="beyond during relaxation = cell_exploded", unit="Å^3/atom",
                                          gt=0)
-    time_limit_s: float = setting(300.0, help="per crystal; beyond = relax_timeout (never cached)", unit="s", gt=0)
+    time_limit_s: float = setting(300.0, help="per crystal; beyond = relax_timeout (never cached, so not in the "
+                                  "cache key)", unit="s", gt=0, cache_key=False)
 
     def check(self) -> None:
         if len(self.energy_window) != 2 or self.energy_window[0] >= self.energy_window[1]:
@@ -109,7 +129,8 @@ class RelaxSettings:
 @dataclass
 class SymmetrySettings:
     tolerance: float = setting(0.01, help="pyxtal symmetry tolerance (paper appendix 7.2)", unit="Å", gt=0)
-    time_limit_s: float = setting(20.0, help="per crystal; beyond = spacegroup_timeout", unit="s", gt=0)
+    time_limit_s: float = setting(20.0, help="per crystal; beyond = spacegroup_timeout (never cached, so not in the "
+                                  "cache key)", unit="s", gt=0, cache_key=False)
 
 
 @dataclass

@@ -1,0 +1,213 @@
+"""The five scoring steps of ``score_samples``, in order. Each takes the per-sample table and the crystals,
+and returns its columns and its counted failures (``StepResult``); ``score.py`` runs them and merges.
+
+1. ``parse_and_validity``  text -> crystal; structural validity; compositional validity (SMACT, budgeted);
+2. ``relaxation``          the valid crystals the potential and hull cover, relaxed (cached, in workers);
+3. ``energy_and_hull``     MP2020 correction, formation energy, E_hull, the stable / metastable calls;
+4. ``symmetry``            the space group after relaxation (from the workers) and as generated, vs requested;
+5. ``uniqueness_and_novelty``  StructureMatcher classes among the valid crystals, novelty against training.
+
+A sample keeps its row whatever fails; ``fail_reason`` records the first failure (see ``score.py``).
+
+**Only valid crystals are unique or novel.** A crystal with overlapping atoms or an absurd cell is not a crystal
+a generator has discovered, so it is neither (it used to count, inflating both rates). **Noble-gas-only
+crystals** (He, Ne, Ar, Kr, Xe, Rn and nothing else) are counted, not scored: they are van der Waals solids whose
+formation energy is ~0 against their own elemental reference by construction, so any close packing of them
+"is stable" (solid fcc Ne came out stable, unique and novel); they fail compositional validity and are not
+relaxed (``fail_reason: noble_gas_only``), so they are never stable, unique, novel or S.U.N. Compounds with a
+noble gas (XeF4, HeSiO2, both in MP-20) are scored like any other crystal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Structure
+
+from plaidpp.evaluation.cache import RelaxCache
+from plaidpp.evaluation.energy import mp2020_correction
+from plaidpp.evaluation.hull import ReferenceHull
+from plaidpp.evaluation.mlip import supported_elements
+from plaidpp.evaluation.novelty import Matching, TrainingSet, novelty, uniqueness
+from plaidpp.evaluation.symmetry import SymmetryTimeout, spacegroup_number, time_budget
+from plaidpp.evaluation.validity import composition_validity, structural_validity
+from plaidpp.evaluation.workers import relax_many
+from plaidpp.representation import DecodeError, get
+from plaidpp.settings.stages import EvaluateConfig
+
+
+@dataclass
+class StepResult:
+    columns: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # counted problems of this step, for summary.json
+
+
+@dataclass
+class Crystals:
+    """What the steps pass along besides the table: the structures (parquet holds CIF text, not objects) and
+    each row's first failure (a Python list: a string column of the table would turn None into NaN)."""
+
+    decoded: list[Structure | None]
+    fail: list[str | None]
+    relaxations: dict[int, dict[str, Any]] = field(default_factory=dict)  # row -> the worker's result
+    relaxed: dict[int, Structure] = field(default_factory=dict)  # row -> relaxed crystal (relaxation succeeded)
+
+
+def noble_gas_only(structure: Structure) -> bool:
+    return all(el.is_noble_gas for el in structure.composition.elements)
+
+
+def parse_and_validity(table: pd.DataFrame, cfg: EvaluateConfig) -> tuple[StepResult, Crystals]:
+    n = len(table)
+    decoded: list[Structure | None] = [None] * n
+    parse_ok, parse_reason, fail = [False] * n, [None] * n, [None] * n
+    valid_s, valid_c, noble, min_d = [False] * n, [False] * n, [False] * n, [math.nan] * n
+    problems: Counter[str] = Counter()
+    for i, (text, rep) in enumerate(zip(table["text"], table["repr"], strict=True)):
+        try:
+            decoded[i] = get(rep).decode(text)
+            parse_ok[i] = True
+        except DecodeError as exc:
+            parse_reason[i] = exc.reason
+        except KeyError:
+            parse_reason[i] = "unknown_repr"
+        except Exception as exc:  # noqa: BLE001 - decode promises DecodeError only; count a broken promise
+            parse_reason[i] = f"decode_crash:{type(exc).__name__}"
+        if not parse_ok[i]:
+            fail[i] = f"parse:{parse_reason[i]}"
+            continue
+        s = decoded[i]
+        check = structural_validity(s, cfg.validity.min_distance, tuple(cfg.validity.volume_per_atom))
+        valid_s[i], min_d[i] = check.valid, check.min_distance
+        noble[i] = noble_gas_only(s)
+        if noble[i]:
+            valid_c[i] = False
+        else:
+            try:
+                # SMACT enumerates oxidation-state combinations: exponential in the number of elements
+                with time_budget(cfg.validity.smact_time_limit_s):
+                    valid_c[i] = composition_validity(s.composition)
+            except SymmetryTimeout:
+                problems["smact_timeout"] += 1
+            except Exception as exc:  # noqa: BLE001 - SMACT has no data for some elements: invalid, counted
+                problems[f"smact_error:{type(exc).__name__}"] += 1
+        if not check.valid:
+            fail[i] = f"invalid_structure:{check.reason}"
+        elif noble[i]:
+            fail[i] = "noble_gas_only"
+    columns = {"parse_ok": parse_ok, "parse_reason": parse_reason, "valid_structure": valid_s,
+               "valid_composition": valid_c, "noble_gas_only": noble, "min_distance": min_d,
+               "formula": [s.composition.reduced_formula if s is not None else None for s in decoded],
+               "n_atoms": pd.array([len(s) if s is not None else None for s in decoded], dtype="Int64")}
+    return StepResult(columns, dict(problems)), Crystals(decoded, fail)
+
+
+def relaxation(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hull: ReferenceHull) -> StepResult:
+    """Relax every crystal that passed so far and whose elements the potential and the hull know."""
+    fail = crystals.fail
+    covered = supported_elements(cfg.mlip)
+    todo: dict[int, Structure] = {}
+    for i, s in enumerate(crystals.decoded):
+        if fail[i] is not None or s is None:
+            continue
+        symbols = sorted(el.symbol for el in s.composition.elements)
+        if covered is not None and (bad := [e for e in symbols if e not in covered]):
+            fail[i] = f"element_not_in_mlip:{','.join(bad)}"
+        elif bad := hull.missing_elements(s.composition):
+            fail[i] = f"element_not_in_hull:{','.join(bad)}"
+        else:
+            todo[i] = s
+    cache = RelaxCache(cfg.cache.file if cfg.cache.enabled else None)
+    try:
+        crystals.relaxations = relax_many(todo, cfg.mlip, cfg.relax, cfg.symmetry, cache, workers=cfg.workers,
+                                          progress=cfg.progress)
+    finally:
+        cache.close()
+    n = len(table)
+    steps = pd.array([None] * n, dtype="Int64")
+    converged, cached, cif = [None] * n, [None] * n, [None] * n
+    for i, result in crystals.relaxations.items():
+        steps[i], converged[i], cached[i] = result["n_steps"], result["converged"], result.get("cached")
+        if result["fail_reason"] is not None:
+            fail[i] = result["fail_reason"]
+            continue
+        try:
+            crystals.relaxed[i] = Structure.from_str(result["cif_relaxed"], fmt="cif")
+            cif[i] = result["cif_relaxed"]
+        except Exception as exc:  # noqa: BLE001 - a cache row from an older writer, say: counted
+            fail[i] = f"relaxed_cif_error:{type(exc).__name__}"
+    return StepResult({"relax_steps": steps, "relax_converged": converged, "relax_cached": cached,
+                       "cif_relaxed": cif})
+
+
+def energy_and_hull(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hull: ReferenceHull) -> StepResult:
+    n = len(table)
+    fail = crystals.fail
+    energy_pa, correction_pa, e_form, e_hull = ([math.nan] * n for _ in range(4))
+    for i, relaxed in crystals.relaxed.items():
+        energy = float(crystals.relaxations[i]["energy_total"])
+        energy_pa[i] = energy / len(relaxed)
+        try:
+            correction = mp2020_correction(relaxed, energy) if cfg.mlip.apply_mp2020_correction else 0.0
+        except Exception as exc:  # noqa: BLE001 - CompatibilityError and friends: counted
+            fail[i] = f"correction_error:{type(exc).__name__}"
+            continue
+        correction_pa[i] = correction / len(relaxed)
+        try:
+            e_form[i] = hull.refs.formation_energy_per_atom(relaxed.composition, energy + correction)
+            e_hull[i] = hull.e_above_hull(relaxed.composition, e_form[i])
+        except Exception as exc:  # noqa: BLE001 - counted
+            fail[i] = f"hull_error:{type(exc).__name__}"
+            e_hull[i] = math.nan
+    eh = np.asarray(e_hull, dtype=float)
+    with np.errstate(invalid="ignore"):
+        stable, metastable = eh <= cfg.thresholds.stable, eh <= cfg.thresholds.metastable
+    return StepResult({"relax_ok": [math.isfinite(x) for x in e_hull],
+                       "energy_per_atom": energy_pa, "correction_per_atom": correction_pa,
+                       "e_form_per_atom": e_form, "e_hull": e_hull, "is_stable": stable, "is_metastable": metastable})
+
+
+def symmetry(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig) -> StepResult:
+    """The relaxed crystal's space group (computed beside the relaxation, in the workers) and, for conditioned
+    samples, the space group as generated: "the model ignored the prompt" vs "relaxation broke the symmetry"."""
+    n = len(table)
+    achieved, reasons = [None] * n, [None] * n
+    for i in crystals.relaxed:
+        achieved[i] = crystals.relaxations[i]["spacegroup_achieved"]
+        reasons[i] = crystals.relaxations[i]["spacegroup_fail_reason"]
+    generated = [None] * n
+    requested = table["spacegroup_requested"]
+    for i, s in enumerate(crystals.decoded):
+        if s is not None and not pd.isna(requested.iloc[i]):
+            generated[i], _ = spacegroup_number(s, cfg.symmetry.tolerance, cfg.symmetry.time_limit_s)
+    achieved_col = pd.array(achieved, dtype="Int64")
+    generated_col = pd.array(generated, dtype="Int64")
+    return StepResult(
+        {"spacegroup_achieved": achieved_col, "spacegroup_fail_reason": reasons,
+         "spacegroup_match": (pd.Series(achieved_col) == requested.reset_index(drop=True)).fillna(False).astype(bool),
+         "spacegroup_generated": generated_col,
+         "spacegroup_generated_match": (pd.Series(generated_col) == requested.reset_index(drop=True)
+                                        ).fillna(False).astype(bool)},
+        dict(Counter(r for r in reasons if r is not None)))
+
+
+def valid_rows(table: pd.DataFrame) -> pd.Series:
+    """The crystals uniqueness and novelty judge: decoded, structurally valid, not noble-gas-only."""
+    return table["parse_ok"] & table["valid_structure"] & ~table["noble_gas_only"]
+
+
+def uniqueness_and_novelty(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig,
+                           train: TrainingSet | None) -> StepResult:
+    """On the relaxed crystal where there is one, else the decoded one; valid crystals only."""
+    valid = valid_rows(table)
+    judged = [crystals.relaxed.get(i, s) if valid.iloc[i] else None for i, s in enumerate(crystals.decoded)]
+    matching = Matching(cfg.novelty.matcher_time_limit_s)
+    unique, classes = uniqueness(judged, matching)
+    columns: dict[str, Any] = {"is_unique": [bool(u) for u in unique], "match_class": pd.array(classes, dtype="Int64")}
+    columns["is_novel"] = [bool(v) for v in novelty(judged, train, matching)] if train is not None else [False] * len(judged)
+    return StepResult(columns, dict(matching.failures))

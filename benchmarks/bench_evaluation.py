@@ -103,8 +103,7 @@ def bench_uniqueness_novelty(rows: pd.DataFrame, n: int, seed: int) -> None:
     structures = real + copies
     rng.shuffle(structures)
     parse_s = time.monotonic() - t0
-    processed = PROJECT_ROOT / "data/processed/wyckoff/train.jsonl"
-    train = TrainingSet.load(processed if processed.exists() else CSV, "train")
+    train = TrainingSet.load(CSV, ["train"])
     limit = Matching(evaluate_config().novelty.matcher_time_limit_s)
     t0 = time.monotonic()
     flags, _ = uniqueness(structures, limit)

@@ -57,9 +57,8 @@ def main() -> None:
     csv = PROJECT_ROOT / "data/raw/mp20/mp20_partial_merged.csv.gz"
     rows = pd.read_csv(csv, keep_default_na=False)
     test = rows[rows["split"] == "test"].sample(n=args.n, random_state=args.seed)
-    processed_train = PROJECT_ROOT / "data/processed/wyckoff/train.jsonl"
-    novelty_ref = processed_train if processed_train.exists() else csv
-    cfg = compose("evaluate", [f"workers={args.workers}", f"novelty.reference_file=[{novelty_ref}]",
+    # novelty against the vendored train rows only (the test crystals' own split is never the reference)
+    cfg = compose("evaluate", [f"workers={args.workers}", "novelty.reference=[mp20]", "novelty.splits=[train]",
                                "tracking.uri=null", "samples=-", "out=-", *args.overrides])
 
     encoder = get("wyckoff")

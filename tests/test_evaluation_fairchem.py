@@ -138,7 +138,7 @@ def test_evaluate_scores_crystals_with_the_fairchem_backend_in_worker_processes(
     rows.append({"text": "not a crystal", "spacegroup": None})
     cfg = compose("evaluate", [
         "mlip=fairchem", f"mlip.checkpoint={tiny_checkpoint}", f"paths.cache={tmp_path / 'cache'}",
-        f"novelty.reference_file=[{PROJECT_ROOT / 'data/raw/mp20/mp20_partial_merged.csv.gz'}]", "workers=2",
+        f"novelty.reference=[{PROJECT_ROOT / 'data/raw/mp20/mp20_partial_merged.csv.gz'}]", "workers=2",
         "progress=false", "relax.steps=5", "tracking.uri=null", "hull=mp20_fallback", "samples=-", "out=-",
     ])
     table, summary = score_samples(rows, cfg)

@@ -34,7 +34,7 @@ def test_duplicates_strained_copies_and_polymorphs(mp20_sample):
 
 
 def test_training_crystals_are_not_novel_and_test_crystals_are(mp20_sample):
-    train = TrainingSet.load(CSV, "train")
+    train = TrainingSet.load(CSV, ["train"])
     assert train.size == 3420
     seen = [Structure.from_str(x, fmt="cif") for x in mp20_sample(15, seed=4, split="train")["cif"]]
     unseen = [Structure.from_str(x, fmt="cif") for x in mp20_sample(15, seed=4, split="test")["cif"]]
@@ -66,7 +66,7 @@ def test_reference_from_train_and_val_files_covers_both(tmp_path, mp20_sample):
         paths[-1].write_text("".join(json.dumps({"cif": c, "formula": f}) + "\n"
                                      for c, f in zip(rows["cif"], rows["pretty_formula"], strict=True)))
     val_crystal = Structure.from_str(mp20_sample(4, seed=3, split="val")["cif"].iloc[0], fmt="cif")
-    assert TrainingSet.load_all(paths[0], None).is_novel(val_crystal, MATCH)
+    assert TrainingSet.load_all(paths[:1], None).is_novel(val_crystal, MATCH)
     both = TrainingSet.load_all(paths, None)
     assert both.size == 8 and not both.is_novel(val_crystal, MATCH)
     assert both.describe()["novelty_reference"] == f"{paths[0]},{paths[1]}"

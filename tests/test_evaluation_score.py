@@ -24,7 +24,7 @@ CSV = PROJECT_ROOT / "data/raw/mp20/mp20_partial_merged.csv.gz"
 def _cfg(tmp_path, *extra, tracking=False):
     """The real evaluate config, shrunk: CHGNet, short relaxations, the vendored train rows as the reference."""
     return compose("evaluate", shrunk_overrides("evaluate", tmp_path, [
-        "samples=unused", "out=unused", "mlip=chgnet", f"novelty.reference_file=[{CSV}]", "progress=false",
+        "samples=unused", "out=unused", "mlip=chgnet", f"novelty.reference=[{CSV}]", "progress=false",
         "relax.steps=40", "relax.fmax=0.1", "hull=mp20_fallback", *extra], tracking=tracking))
 
 
@@ -145,7 +145,7 @@ def test_cli_evaluate_reports_user_errors_in_one_line(tmp_path):
     env = {**os.environ, "PLAIDPP_ROOT": str(tmp_path)}
     missing = subprocess.run([sys.executable, "-m", "plaidpp.cli", "evaluate", f"samples={tmp_path}/none.jsonl",
                               f"out={tmp_path}/o"], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
-    assert missing.returncode == 2 and "samples file not found" in missing.stderr
+    assert missing.returncode == 2 and "samples not found" in missing.stderr
 
 
 def test_a_sample_asking_for_a_space_group_that_does_not_exist_is_refused(tmp_path, samples):

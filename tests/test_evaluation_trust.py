@@ -37,7 +37,7 @@ NACL = ("Na4Cl4\nSpacegroup: Fm-3m\nabc: 5.69 5.69 5.69\nangles: 90.00 90.00 90.
 
 def _cfg(root, *extra):
     return compose("evaluate", shrunk_overrides("evaluate", root, [
-        "samples=unused", "out=unused", "mlip=chgnet", f"novelty.reference_file=[{CSV}]", "progress=false",
+        "samples=unused", "out=unused", "mlip=chgnet", f"novelty.reference=[{CSV}]", "progress=false",
         "relax.steps=40", "hull=mp20_fallback", *extra]))
 
 
@@ -181,7 +181,7 @@ def test_bad_outputs_and_a_missing_reference_are_refused_before_any_relaxation(t
     cases = [
         (["--out", str(a_file)], "is a file, not a folder"),
         (["--out", str(a_file / "sub")], "cannot be written"),
-        (["--out", str(tmp_path / "o"), f"novelty.reference_file=[{tmp_path}/absent.jsonl]"],
+        (["--out", str(tmp_path / "o"), f"novelty.reference=[{tmp_path}/absent.jsonl]"],
          "novelty reference not found"),
     ]
     for args, says in cases:

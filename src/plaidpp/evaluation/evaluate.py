@@ -1,6 +1,7 @@
 """The ``evaluate`` stage: samples JSONL in, ``structures.parquet`` + ``summary.json`` (+ MLflow) out.
 
     plaidpp evaluate --samples runs/samples.jsonl --out runs/eval [mlip=sevennet] [hull=mp20_fallback] [workers=2]
+    plaidpp evaluate --samples generated_cifs/ --out runs/other_model       # any generator's crystals
 
 ``score_to_dir`` is the one writer of a scored folder: this stage and RLIP's reward and evaluation steps call
 it, so every scored folder has the same table schema, summary and provenance.
@@ -21,43 +22,12 @@ import pandas as pd
 
 from plaidpp import tracking
 from plaidpp.errors import UserError
+from plaidpp.evaluation.inputs import read_samples
 from plaidpp.evaluation.score import get_hull, get_training_set, score_samples
 from plaidpp.io import atomic_write, exclusive, write_json
 from plaidpp.settings.stages import EvaluateConfig
 
 log = logging.getLogger(__name__)
-
-
-def _check_row(row: Any, where: str) -> dict[str, Any]:
-    if not isinstance(row, dict):
-        raise UserError(f"{where}: expected a JSON object")
-    group = row.get("spacegroup")
-    if group is not None and (isinstance(group, bool) or not isinstance(group, int) or not 1 <= group <= 230):
-        # silently treating it as unconditional would change n_conditional and every S.S.U.N. figure
-        raise UserError(f"{where}: spacegroup {group!r} is not a space-group number 1..230 (or null)")
-    return row
-
-
-def read_samples(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """JSON objects, one per line; a malformed line is a UserError naming its line number."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"samples file not found: {path} (--samples FILE.jsonl)")
-    rows = []
-    with path.open() as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: not JSON ({exc.msg})") from None
-            rows.append(_check_row(row, f"{path}:{number}"))
-    if limit is not None:
-        rows = rows[:limit]
-    if not rows:
-        raise UserError(f"{path} has no samples")
-    return rows
 
 
 def _parquet_safe(table: pd.DataFrame) -> pd.DataFrame:
@@ -126,7 +96,7 @@ def _log_mlflow(cfg: EvaluateConfig, summary: dict[str, Any], out_dir: Path) -> 
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Score ``cfg.samples`` and write ``cfg.out``/{structures.parquet, summary.json}; returns the summary."""
     out_dir = Path(cfg.out)
-    rows = read_samples(cfg.samples, cfg.max_samples)
+    rows = read_samples(cfg.samples, cfg.samples_format, cfg.csv_column, cfg.max_samples)
     _, summary = score_to_dir(rows, cfg, out_dir, cfg.samples)
     if cfg.metrics_file:  # a flat copy for DVC's metrics (dvc metrics show / diff), without the config echo
         write_json(cfg.metrics_file, {k: v for k, v in summary.items() if k != "config"}, default=str)

@@ -12,10 +12,12 @@ what ``summary.json`` says is what was computed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from plaidpp.settings.stages import EvaluateConfig
+from plaidpp.stats import wilson
 
 # the scoring steps a metric can need, and what switches each off
 OPTIONAL_STEPS = {"relaxation": "relax.enabled=false", "novelty": "novelty.enabled=false"}
@@ -32,11 +34,21 @@ class RateMetric:
     def rows(self, table: pd.DataFrame) -> pd.DataFrame:
         return table if self.denominator == "n_requested" else table[table["spacegroup_requested"].notna()]
 
-    def value(self, table: pd.DataFrame, computed: set[str]) -> float | None:
+    def counts(self, table: pd.DataFrame) -> tuple[int, int]:
+        """(samples counted, denominator)."""
         rows = self.rows(table)
-        if len(rows) == 0 or self.missing(computed):
+        return int(rows[self.column].fillna(False).astype(bool).sum()), len(rows)
+
+    def value(self, table: pd.DataFrame, computed: set[str]) -> float | None:
+        k, n = self.counts(table)
+        if n == 0 or self.missing(computed):
             return None
-        return float(rows[self.column].fillna(False).astype(bool).sum()) / len(rows)
+        return k / n
+
+    def interval(self, table: pd.DataFrame, computed: set[str]) -> list[float] | None:
+        """The 95 % Wilson interval over the metric's own denominator (None where the value is None)."""
+        k, n = self.counts(table)
+        return None if n == 0 or self.missing(computed) else wilson(k, n)
 
     def missing(self, computed: set[str]) -> list[str]:
         return [step for step in self.needs if step not in computed]
@@ -75,8 +87,13 @@ METRICS: tuple[RateMetric, ...] = (
 )
 
 
-def headline(table: pd.DataFrame, computed: set[str]) -> dict[str, float | None]:
-    return {m.name: m.value(table, computed) for m in METRICS}
+def headline(table: pd.DataFrame, computed: set[str]) -> dict[str, Any]:
+    """Every rate and its 95 % interval: ``<rate>`` and ``<rate>_ci95`` ([low, high], Wilson)."""
+    out: dict[str, Any] = {}
+    for m in METRICS:
+        out[m.name] = m.value(table, computed)
+        out[f"{m.name}_ci95"] = m.interval(table, computed)
+    return out
 
 
 def not_computed(computed: set[str]) -> dict[str, str]:
@@ -84,14 +101,15 @@ def not_computed(computed: set[str]) -> dict[str, str]:
     return {m.name: ", ".join(OPTIONAL_STEPS[s] for s in missing) for m in METRICS if (missing := m.missing(computed))}
 
 
-def per_spacegroup(table: pd.DataFrame, computed: set[str]) -> dict[str, dict[str, float | int | None]]:
-    """Figures per requested space group (denominator: samples requested with that group)."""
-    out: dict[str, dict[str, float | int | None]] = {}
+def per_spacegroup(table: pd.DataFrame, computed: set[str]) -> dict[str, dict[str, Any]]:
+    """Figures per requested space group, with intervals (denominator: samples requested with that group)."""
+    out: dict[str, dict[str, Any]] = {}
     conditional = table[table["spacegroup_requested"].notna()]
     for number, rows in conditional.groupby("spacegroup_requested"):
-        figures: dict[str, float | int | None] = {"n_requested": len(rows)}
+        figures: dict[str, Any] = {"n_requested": len(rows)}
         for m in METRICS:
-            figures[m.name] = None if m.missing(computed) else float(rows[m.column].fillna(False).astype(bool).sum()) / len(rows)
+            figures[m.name] = m.value(rows, computed)
+            figures[f"{m.name}_ci95"] = m.interval(rows, computed)
         out[str(int(number))] = figures
     return out
 

@@ -9,8 +9,8 @@ Uniqueness: crystals fall into equivalence classes; the first member (lowest row
 representatives only, as pymatgen's ``group_structures`` does.)
 
 Novelty: a crystal is novel when no training crystal of its reduced formula matches it. The training set is
-exactly the one the model was trained on (``novelty.reference_file``); its path, size and sha256 go into
-summary.json.
+exactly the one the model was trained on (``novelty.reference``, default the MP-20 rows of the splits it
+trained on); its path, size and sha256 go into summary.json.
 """
 
 from __future__ import annotations
@@ -76,7 +76,18 @@ def uniqueness(structures: list[Structure | None], matching: Matching) -> tuple[
 
 
 class TrainingSet:
-    """Training crystals by reduced formula; CIFs are parsed lazily, one formula bucket at a time."""
+    """Training crystals by reduced formula; CIFs are parsed lazily, one formula bucket at a time.
+
+    Sources (``novelty.reference``), each read into a (formula, cif) table:
+
+    - ``mp20``: the MP-20 rows of the configured data source (the vendored rows, or the full cdvae files) in
+      ``novelty.splits``, the splits the model was trained on (params.yaml ``data.train_splits``);
+    - a CSV (or .csv.gz) with a ``cif`` column (MP-20's own layout: its ``split`` column is filtered by the
+      splits too), a ``plaidpp prepare`` JSONL, a folder of CIFs or an extxyz file: a user's own reference.
+
+    A source without a formula column (CIFs, extxyz) is parsed once and cached under ``paths.cache``, keyed by
+    the sha256 of its content, so a large reference costs its parsing once.
+    """
 
     def __init__(self, formulas: list[str], cifs: list[str], path: str, sha256: str) -> None:
         self.path = path
@@ -88,46 +99,30 @@ class TrainingSet:
         self._parsed: dict[str, list[Structure]] = {}
 
     @classmethod
-    def load(cls, path: str | Path, split: str | None) -> TrainingSet:
-        """A processed JSONL (``cif`` field, e.g. data/processed/wyckoff/train.jsonl) or an MP-20 CSV
-        (``cif`` column, rows filtered by ``split`` when the file has a split column)."""
+    def load(cls, path: str | Path, splits: list[str] | None, cache_dir: str | Path | None = None) -> TrainingSet:
+        """One reference file or folder (see the class docstring); ``splits`` filters a ``split`` column."""
         path = Path(path)
-        if not path.is_file():
-            raise UserError(
-                f"novelty reference not found: {path}; run `plaidpp prepare` or set novelty.reference_file=[FILE]"
-            )
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        name = path.name.removesuffix(".gz")
-        if name.endswith(".jsonl"):
-            opener = gzip.open if path.suffix == ".gz" else open
-            cifs, formulas = [], []
-            with opener(path, "rt") as fh:
-                for line in fh:
-                    if line.strip():
-                        row = json.loads(line)
-                        cifs.append(row["cif"])
-                        formulas.append(row.get("formula"))
-            frame = pd.DataFrame({"cif": cifs, "formula": formulas})
-        elif name.endswith(".csv"):
-            frame = pd.read_csv(path, keep_default_na=False)
-            if split and "split" in frame.columns:
-                frame = frame[frame["split"] == split]
-            frame = frame.rename(columns={"pretty_formula": "formula"})
+        if not path.exists():
+            raise UserError(f"novelty reference not found: {path} (novelty.reference=[FILE_OR_FOLDER])")
+        digest = _content_digest(path, splits)
+        cached = Path(cache_dir) / "novelty" / f"{digest[:24]}.csv.gz" if cache_dir else None
+        if cached is not None and cached.is_file():
+            frame = pd.read_csv(cached, keep_default_na=False)
         else:
-            raise UserError(f"novelty reference must be .jsonl or .csv(.gz): {path}")
-        if "formula" not in frame or frame["formula"].isna().any() or (frame["formula"] == "").any():
-            frame["formula"] = [Structure.from_str(c, fmt="cif").composition.reduced_formula for c in frame["cif"]]
-        # pretty_formula in MP-20 is the reduced formula (checked for all 18,106 vendored rows)
+            frame = _reference_table(path, splits)
+            if cached is not None:
+                from plaidpp.io import atomic_write
+
+                atomic_write(cached, lambda tmp: frame.to_csv(tmp, index=False, compression="gzip"))
         return cls(list(frame["formula"]), list(frame["cif"]), str(path), digest)
 
     @classmethod
-    def load_all(cls, paths: str | Path | list[str | Path], split: str | None) -> TrainingSet:
-        """One reference from several files (e.g. the train and val JSONL a model was trained on together)."""
-        if isinstance(paths, (str, Path)):
-            return cls.load(paths, split)
-        parts = [cls.load(p, split) for p in paths]
+    def load_all(cls, paths: list[str | Path], splits: list[str] | None,
+                 cache_dir: str | Path | None = None) -> TrainingSet:
+        """One reference from several sources (e.g. the train and val rows a model was trained on together)."""
+        parts = [cls.load(p, splits, cache_dir) for p in paths]
         if not parts:
-            raise UserError("novelty.reference_file is an empty list")
+            raise UserError("novelty.reference is an empty list")
         formulas = [f for part in parts for f, cifs in part._cifs.items() for _ in cifs]
         cifs = [c for part in parts for group in part._cifs.values() for c in group]
         digest = hashlib.sha256("".join(part.sha256 for part in parts).encode()).hexdigest()
@@ -145,6 +140,52 @@ class TrainingSet:
     def describe(self) -> dict[str, object]:
         return {"novelty_reference": self.path, "novelty_reference_size": self.size,
                 "novelty_reference_sha256": self.sha256}
+
+
+def _content_digest(path: Path, splits: list[str] | None) -> str:
+    digest = hashlib.sha256(json.dumps(sorted(splits or [])).encode())
+    files = sorted(path.glob("*.cif")) if path.is_dir() else [path]
+    for file in files:
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _formulas_from_cifs(cifs: list[str]) -> list[str]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [Structure.from_str(c, fmt="cif").composition.reduced_formula for c in cifs]
+
+
+def _reference_table(path: Path, splits: list[str] | None) -> pd.DataFrame:
+    """(formula, cif) of a reference source; the formula is the reduced formula (MP-20's ``pretty_formula``,
+    checked equal for all 18,106 vendored rows)."""
+    name = path.name.lower().removesuffix(".gz")
+    if path.is_dir() or name.endswith((".extxyz", ".xyz")):
+        from plaidpp.evaluation.inputs import read_samples
+
+        rows = [r for r in read_samples(path, "cif_dir" if path.is_dir() else "extxyz") if r["text"]]
+        cifs = [r["text"] for r in rows]
+        return pd.DataFrame({"formula": _formulas_from_cifs(cifs), "cif": cifs})
+    if name.endswith(".jsonl"):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        frame = pd.DataFrame({"cif": [r["cif"] for r in rows], "formula": [r.get("formula") for r in rows]})
+    elif name.endswith(".csv"):
+        frame = pd.read_csv(path, keep_default_na=False)
+        if "cif" not in frame.columns:
+            raise UserError(f"novelty reference {path} has no 'cif' column")
+        if splits and "split" in frame.columns:
+            frame = frame[frame["split"].isin(splits)]
+        frame = frame.rename(columns={"pretty_formula": "formula"})
+    else:
+        raise UserError(f"novelty reference must be a CSV, a prepare JSONL, a folder of CIFs or extxyz: {path}")
+    if "formula" not in frame or frame["formula"].isna().any() or (frame["formula"] == "").any():
+        frame["formula"] = _formulas_from_cifs(list(frame["cif"]))
+    return frame[["formula", "cif"]].reset_index(drop=True)
 
 
 def novelty(structures: list[Structure | None], train: TrainingSet, matching: Matching) -> list[bool | None]:

@@ -36,6 +36,7 @@ from plaidpp.evaluation import metrics, steps
 from plaidpp.evaluation.hull import ReferenceHull, load_hull
 from plaidpp.evaluation.novelty import TrainingSet
 from plaidpp.settings.stages import EvaluateConfig
+from plaidpp.stats import bootstrap_ci
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,27 @@ def get_hull(cfg: EvaluateConfig) -> ReferenceHull:
     return _HULLS[key]
 
 
+def reference_paths(cfg: EvaluateConfig) -> list[str]:
+    """The files behind ``novelty.reference`` (``mp20`` = the configured MP-20 source's files)."""
+    paths = []
+    for source in cfg.novelty.reference:
+        if source != "mp20":
+            paths.append(source)
+        elif cfg.data.source == "vendored":
+            paths.append(cfg.data.file)
+        else:
+            paths += [f"{cfg.data.dir}/{split}.csv" for split in cfg.novelty.splits]
+    return list(dict.fromkeys(paths))
+
+
 def get_training_set(cfg: EvaluateConfig) -> TrainingSet | None:
     """The novelty reference, loaded once per process; None when novelty is switched off."""
     if not cfg.novelty.enabled:
         return None
-    paths = [str(p) for p in cfg.novelty.reference_file]
-    key = f"{paths}:{cfg.novelty.split}"
+    paths = reference_paths(cfg)
+    key = f"{paths}:{cfg.novelty.splits}"
     if key not in _TRAIN:
-        _TRAIN[key] = TrainingSet.load_all(paths, cfg.novelty.split)
+        _TRAIN[key] = TrainingSet.load_all(paths, cfg.novelty.splits, cfg.paths.cache)
     return _TRAIN[key]
 
 
@@ -182,6 +196,7 @@ def build_summary(out: pd.DataFrame, info: dict[str, Any], hull: ReferenceHull, 
         "n_sun": int(out["is_sun"].sum()) if "novelty" in computed and relaxed else None,
         "n_ssun": int(out["is_ssun"].sum()) if "novelty" in computed and relaxed else None,
         "mean_e_hull": float(np.nanmean(out["e_hull"])) if out["relax_ok"].any() else None,
+        "mean_e_hull_ci95": bootstrap_ci(out["e_hull"]) if out["relax_ok"].any() else None,
         "per_spacegroup": metrics.per_spacegroup(out, computed),
         "failure_reasons": dict(sorted(Counter(out["fail_reason"].dropna()).items())),
         "failure_kinds": dict(sorted(reasons.items())),
@@ -194,6 +209,8 @@ def build_summary(out: pd.DataFrame, info: dict[str, Any], hull: ReferenceHull, 
         "mlip_apply_mp2020_correction": cfg.mlip.apply_mp2020_correction,
         "relax_settings": cfg.relax.cache_tag(),
         "thresholds": {"stable": cfg.thresholds.stable, "metastable": cfg.thresholds.metastable},
+        "intervals": "<rate>_ci95: 95 % Wilson score interval over the rate's own denominator; mean_e_hull_ci95: "
+                     "BCa bootstrap over the relaxed crystals (plaidpp.stats)",
         "denominators": (
             "every rate divides by n_requested (all requested samples, including parse failures), except "
             "ssun_rate and spacegroup_accuracy(_generated), which divide by n_conditional (samples with a "

@@ -32,6 +32,7 @@ from pymatgen.core import Structure
 from plaidpp.evaluation.cache import RelaxCache
 from plaidpp.evaluation.energy import mp2020_correction
 from plaidpp.evaluation.hull import ReferenceHull
+from plaidpp.evaluation.inputs import parse_cif
 from plaidpp.evaluation.mlip import supported_elements
 from plaidpp.evaluation.novelty import Matching, TrainingSet, novelty, uniqueness
 from plaidpp.evaluation.symmetry import SymmetryTimeout, spacegroup_number, time_budget
@@ -70,10 +71,12 @@ def parse_and_validity(table: pd.DataFrame, cfg: EvaluateConfig) -> tuple[StepRe
     problems: Counter[str] = Counter()
     for i, (text, rep) in enumerate(zip(table["text"], table["repr"], strict=True)):
         try:
-            decoded[i] = get(rep).decode(text)
+            decoded[i] = parse_cif(text) if rep == "cif" else get(rep).decode(text)
             parse_ok[i] = True
         except DecodeError as exc:
             parse_reason[i] = exc.reason
+        except ValueError as exc:  # a structure input: cif_unreadable, disordered, no_structure
+            parse_reason[i] = str(exc) if rep == "cif" else f"decode_crash:{type(exc).__name__}"
         except KeyError:
             parse_reason[i] = "unknown_repr"
         except Exception as exc:  # noqa: BLE001 - decode promises DecodeError only; count a broken promise

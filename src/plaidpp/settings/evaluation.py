@@ -148,13 +148,17 @@ class ThresholdSettings:
 @dataclass
 class NoveltySettings:
     enabled: bool = setting(True, help="judge novelty (false: novelty and S.U.N. are not computed)")
-    # Exactly the crystals the model was trained on: the tiny default trains on train + val (conf/train/tiny.yaml).
-    reference_file: list[str] = setting(help="training crystals: processed JSONL or MP-20 CSV files", path=READS,
-                                        factory=lambda: ["${paths.processed}/wyckoff/train.jsonl",
-                                                         "${paths.processed}/wyckoff/val.jsonl"])
-    split: str = setting("train", help="rows of a CSV reference with this split", choices=("train", "val", "test"))
+    reference: list[str] = setting(help="training crystals: mp20 = the MP-20 rows of `data` in `splits`; or files: "
+                                   "a CSV with a cif column, a prepare JSONL, a folder of CIFs, an extxyz file",
+                                   factory=lambda: ["mp20"], path=READS)
+    splits: list[str] = setting(help="MP-20 splits of the reference (the splits the model trained on)",
+                                choices=("train", "val", "test"))
     matcher_time_limit_s: float = setting(10.0, help="per StructureMatcher fit; a 500-atom generated cell can take "
                                           "minutes (a time-out counts as no match)", unit="s", gt=0)
+
+    def check(self) -> None:
+        if not self.reference:
+            raise SettingError("reference", "needs at least one source (mp20, or a file)")
 
 
 @dataclass

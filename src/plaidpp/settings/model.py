@@ -110,7 +110,7 @@ class TaskMixSettings:
 class TrainSettings:
     """SFT optimisation (``transformers.TrainingArguments``)."""
 
-    splits: list[str] = setting(help="MP-20 splits trained on", choices=SPLITS, factory=lambda: ["train"])
+    splits: list[str] = setting(help="MP-20 splits trained on (params.yaml data.train_splits)", choices=SPLITS)
     epochs: float = setting(10.0, help="passes over the rows, each with freshly drawn tasks; fractional allowed", gt=0)
     batch_size: int = setting(4, help="examples per device per step (x grad_accum x devices = paper's 16)", ge=1)
     grad_accum: int = setting(4, help="gradient accumulation steps", ge=1)

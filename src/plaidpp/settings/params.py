@@ -29,11 +29,16 @@ def _group(name: str) -> tuple[str, bool]:
 class DataParams:
     source: str = setting(help="vendored (18,106 rows shipped here) | full (`plaidpp fetch data=full` first)",
                           choices=("vendored", "full"),
-                          feeds={"prepare": _group("data"), "sft": _group("data")})
+                          feeds={"prepare": _group("data"), "sft": _group("data"), "evaluate": _group("data")})
+    train_splits: list[str] = setting(help="MP-20 splits the generator trains on; novelty is judged against the "
+                                      "same rows (the vendored subset has 3,420 train rows: the tiny model trains "
+                                      "on train + val; the paper on train)", choices=("train", "val", "test"),
+                                      feeds={"sft": _value("train.splits"), "evaluate": _value("novelty.splits")})
     max_rows_per_split: int | None = setting(help="first N rows of each split, for a quick pipeline; null = all",
                                              ge=1, feeds={"prepare": _value("data.max_rows_per_split"),
                                                           "sft": _value("data.max_rows_per_split"),
-                                                          "fetch": _value("data.max_rows_per_split")})
+                                                          "fetch": _value("data.max_rows_per_split"),
+                                                          "evaluate": _value("data.max_rows_per_split")})
 
 
 @dataclass

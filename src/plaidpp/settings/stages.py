@@ -32,6 +32,8 @@ from plaidpp.settings.rlip import (
 )
 from plaidpp.settings.sampling import PromptSet, SamplerSettings, temperature_setting
 
+FORMATS = ("auto", "jsonl", "cif_dir", "csv", "extxyz")  # plaidpp.evaluation.inputs
+
 
 @dataclass
 class FetchConfig(StageSettings):
@@ -81,10 +83,14 @@ class SampleConfig(StageSettings):
 
 @dataclass
 class EvaluateConfig(StageSettings):
+    data: DataSettings = setting(help="where MP-20 is (the novelty reference mp20 reads its rows)")
     mlip: MLIPSettings = setting(help="the potential that relaxes and scores (conf/mlip)")
     hull: HullSettings = setting(help="the reference hull (conf/hull)")
-    samples: str = setting(help="JSONL of crystal texts (text, repr, spacegroup), e.g. `plaidpp sample`'s output",
-                           path=READS)
+    samples: str = setting(help="the crystals: `plaidpp sample`'s JSONL, a folder of CIFs, a CSV with a cif column, "
+                           "or an extxyz file (docs/evaluation.md)", path=READS)
+    samples_format: str = setting("auto", help="auto: from the path (a folder = CIFs, .jsonl, .csv(.gz), .extxyz)",
+                                  choices=FORMATS)
+    csv_column: str = setting("cif", help="the CSV column holding each sample's CIF")
     out: str = setting(help="folder for structures.parquet and summary.json", path=WRITES)
     metrics_file: str | None = setting(None, help="also write the summary's numbers here (DVC metrics)", path=METRICS)
     max_samples: int | None = setting(None, help="evaluate only the first N rows (quick looks)", ge=1)

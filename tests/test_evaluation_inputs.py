@@ -95,3 +95,30 @@ def test_bad_input_for_the_whole_run_is_one_line(tmp_path):
                           (no_column, "has no 'cif' column")):
         result = _evaluate(tmp_path, samples)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+
+
+def test_compare_pairs_shared_slots_and_export_writes_the_sun_crystals(tmp_path, crystals, capsys):
+    """Two scored tables of the same slots compare paired; the S.U.N. crystals export as relaxed CIFs."""
+    from plaidpp.cli import main
+    from plaidpp.config import compose
+    from plaidpp.evaluation.evaluate import score_to_dir
+
+    cfg = compose("evaluate", shrunk_overrides("evaluate", tmp_path, ["samples=x", "out=y", "mlip=chgnet",
+                                                                      "relax.steps=30"]))
+    rows = [{"text": c, "repr": "cif", "spacegroup": None, "prompt": "p", "seed": 1, "index": i}
+            for i, c in enumerate(crystals)]
+    score_to_dir(rows, cfg, tmp_path / "a", "a")
+    broken = [dict(r, text="junk") if r["index"] == 0 else r for r in rows]
+    score_to_dir(broken, cfg, tmp_path / "b", "b")
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json", str(tmp_path / "c.json")]) == 0
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert result["paired"] is True
+    parse = result["rates"]["parse_rate"]
+    assert parse["difference"] == pytest.approx(1 / 3) and parse["discordant"] == {"a_only": 1, "b_only": 0}
+    assert parse["ci95"][0] >= 0 and "beyond noise" in capsys.readouterr().out
+    table = pd.read_parquet(tmp_path / "a" / "structures.parquet")
+    assert main(["export", str(tmp_path / "a"), "--out", str(tmp_path / "dft")]) == 0
+    index = pd.read_csv(tmp_path / "dft" / "index.csv")
+    assert len(index) == int((table["is_sun"] | table["is_ssun"]).sum())
+    for cif_file in index["cif_file"]:
+        assert Structure.from_str((tmp_path / "dft" / cif_file).read_text(), fmt="cif").is_ordered

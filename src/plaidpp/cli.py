@@ -3,7 +3,7 @@
 Stage commands take Hydra overrides (``plaidpp prepare workers=4``, ``-m`` for sweeps) and are what
 ``dvc.yaml`` runs; ``plaidpp <stage> --help`` (or ``plaidpp config <stage> [overrides]``) prints every
 setting of the stage with its value and help. ``encode``/``decode`` are small tools for one crystal at a time;
-``pipeline`` writes (or checks) ``dvc.yaml``. Problems in the user's input print one line on stderr and exit
+``pipeline`` writes (or checks) ``dvc.yaml``; ``compare`` and ``export`` read scored folders. Problems in the user's input print one line on stderr and exit
 with status 2, before any work is done.
 """
 
@@ -126,6 +126,20 @@ def _pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from plaidpp.evaluation.compare import compare_main
+
+    compare_main(args.a, args.b, args.json)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from plaidpp.evaluation.export import export
+
+    export(args.scored, args.out)
+    return 0
+
+
 def _argparse_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="plaidpp", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,6 +159,16 @@ def _argparse_main(argv: list[str]) -> int:
     pipe = sub.add_parser("pipeline", help="write dvc.yaml from params.yaml, conf/ and the code (--check: verify)")
     pipe.add_argument("--check", action="store_true", help="exit 2 if the committed dvc.yaml is stale")
     pipe.set_defaults(run=_pipeline)
+    cmp = sub.add_parser("compare", help="two evaluations: every rate with its interval, and A - B with a 95 %% "
+                         "interval (paired when they share prompts and seeds)")
+    cmp.add_argument("a", help="a scored folder (plaidpp evaluate --out)")
+    cmp.add_argument("b", help="another scored folder")
+    cmp.add_argument("--json", help="also write the comparison here")
+    cmp.set_defaults(run=_compare)
+    exp = sub.add_parser("export", help="the S.U.N. and S.S.U.N. crystals of a scored folder as relaxed CIFs + index.csv")
+    exp.add_argument("scored", help="a scored folder (plaidpp evaluate --out)")
+    exp.add_argument("--out", required=True, help="folder for the CIFs and index.csv")
+    exp.set_defaults(run=_export)
     for name in HYDRA_COMMANDS:
         sub.add_parser(name, help=f"run the {name} stage (Hydra overrides follow; --help lists its settings)")
     args = parser.parse_args(argv)

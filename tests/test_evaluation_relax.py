@@ -56,6 +56,26 @@ def test_chgnet_relaxes_mp20_crystals_to_their_dft_formation_energy(chgnet, smal
     assert np.mean(np.abs(errors)) < 0.1
 
 
+def test_every_optimiser_relaxes_and_the_potential_time_is_counted(chgnet, small_crystals):
+    from plaidpp.evaluation.relax import OPTIMIZERS
+    from plaidpp.settings.evaluation import RELAX_OPTIMIZERS
+
+    assert sorted(OPTIMIZERS) == sorted(RELAX_OPTIMIZERS)
+    structure, _ = small_crystals[0]
+    rattled = structure.copy()
+    rattled.perturb(0.05)
+    energies = {}
+    for name in ("fire", "lbfgs", "bfgs_linesearch"):
+        result = relax_structure(rattled, chgnet, RelaxSettings(steps=200, fmax=0.05, optimizer=name))
+        assert result.fail_reason is None and result.converged, name
+        # at least one force call per step (line searches make more), all timed inside the whole relaxation
+        assert result.force_calls >= result.n_steps >= 1
+        assert 0 < result.potential_seconds < result.seconds
+        energies[name] = result.energy_per_atom
+    assert max(energies.values()) - min(energies.values()) < 0.01  # eV/atom: the same minimum
+    assert "calculate" not in vars(chgnet)  # the timer detached: the calculator is as it was
+
+
 @pytest.mark.slow
 def test_sevennet_needs_the_mp2020_correction(mp20_rows):
     """SevenNet-0 predicts raw GGA/GGA+U energies: on a corrected (oxide/TM) crystal MP2020 must close the gap."""

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,7 @@ from plaidpp.errors import UserError
 from plaidpp.evaluation import metrics, steps
 from plaidpp.evaluation.hull import ReferenceHull, load_hull
 from plaidpp.evaluation.novelty import TrainingSet
+from plaidpp.runtime import n_workers
 from plaidpp.settings.stages import EvaluateConfig
 from plaidpp.stats import bootstrap_ci
 
@@ -136,21 +140,28 @@ def score_samples(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig) -> tuple
     train = get_training_set(cfg)
     table = _base_table(frame, cfg)
     computed = {"parse_and_validity", "symmetry", "uniqueness"}
-    checked, crystals = steps.parse_and_validity(table, cfg)
+    clock = _StepClock()
+    with clock("parse_and_validity"):
+        checked, crystals = steps.parse_and_validity(table, cfg)
     _merge(table, checked)
     failures = {"composition_check_failures": checked.failures}
     if cfg.relax.enabled:
-        _merge(table, steps.relaxation(table, crystals, cfg, hull))
+        with clock("relaxation"):
+            _merge(table, steps.relaxation(table, crystals, cfg, hull))
         computed.add("relaxation")
     else:
         crystals.fail[:] = [r if r is not None else "relax_disabled" for r in crystals.fail]
-        for name in ("relax_steps", "relax_converged", "relax_cached", "cif_relaxed"):
+        for name in ("relax_steps", "relax_converged", "relax_cached", "relax_force_calls", "relax_seconds",
+                     "relax_potential_seconds", "cif_relaxed"):
             table[name] = None
-    _merge(table, steps.energy_and_hull(table, crystals, cfg, hull))
-    symmetry = steps.symmetry(table, crystals, cfg)
+    with clock("energy_and_hull"):
+        _merge(table, steps.energy_and_hull(table, crystals, cfg, hull))
+    with clock("symmetry"):
+        symmetry = steps.symmetry(table, crystals, cfg)
     _merge(table, symmetry)
     failures["spacegroup_failures"] = symmetry.failures
-    matched = steps.uniqueness_and_novelty(table, crystals, cfg, train)
+    with clock("uniqueness_and_novelty"):
+        matched = steps.uniqueness_and_novelty(table, crystals, cfg, train)
     _merge(table, matched)
     failures["matcher_failures"] = matched.failures  # counted as "no match"
     if train is not None:
@@ -161,7 +172,44 @@ def score_samples(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig) -> tuple
     table["fail_reason"] = crystals.fail
     table["is_sun"] = _first_per_class(table, table["is_stable"] & table["is_novel"])
     table["is_ssun"] = _first_per_class(table, table["spacegroup_match"] & table["is_metastable"] & table["is_novel"])
-    return table, build_summary(table, {**info, **failures}, hull, cfg, computed)
+    summary = build_summary(table, {**info, **failures}, hull, cfg, computed)
+    summary["timings"] = clock.report(table, cfg)
+    return table, summary
+
+
+class _StepClock:
+    """Wall seconds per scoring step, and beside them the potential's own compute, for ``summary["timings"]``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] = round(time.perf_counter() - start, 2)
+
+    def report(self, table: pd.DataFrame, cfg: EvaluateConfig) -> dict[str, Any]:
+        fresh = table["relax_cached"] == False  # noqa: E712 - relaxed in this run (None: not relaxed at all)
+        potential = float(pd.to_numeric(table.loc[fresh, "relax_potential_seconds"], errors="coerce").sum())
+        workers = n_workers(cfg.workers)
+        relax_wall = self.seconds.get("relaxation")
+        return {
+            "steps_s": self.seconds,
+            "workers": workers,
+            "n_relaxed_now": int(fresh.sum()),
+            "force_calls": int(pd.to_numeric(table.loc[fresh, "relax_force_calls"], errors="coerce").sum()),
+            "potential_compute_s": round(potential, 2),
+            "relax_worker_s": round(float(pd.to_numeric(table.loc[fresh, "relax_seconds"], errors="coerce").sum()), 2),
+            # wall time of the relaxation step against the potential's compute spread over the workers: 1.0 would
+            # mean the cores did nothing but evaluate the potential (docs/evaluation.md, "Throughput")
+            "relaxation_wall_over_compute": round(relax_wall / (potential / workers), 3)
+            if relax_wall and potential > 0 else None,
+            "total_wall_over_compute": round(sum(self.seconds.values()) / (potential / workers), 3)
+            if potential > 0 else None,
+        }
 
 
 def _first_per_class(table: pd.DataFrame, pool: pd.Series) -> pd.Series:

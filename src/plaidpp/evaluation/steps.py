@@ -132,10 +132,14 @@ def relaxation(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hul
     finally:
         cache.close()
     n = len(table)
-    steps = pd.array([None] * n, dtype="Int64")
+    steps, calls = pd.array([None] * n, dtype="Int64"), pd.array([None] * n, dtype="Int64")
     converged, cached, cif = [None] * n, [None] * n, [None] * n
+    seconds, potential_s = [math.nan] * n, [math.nan] * n
     for i, result in crystals.relaxations.items():
         steps[i], converged[i], cached[i] = result["n_steps"], result["converged"], result.get("cached")
+        # timings of the run that relaxed it (an older cache row has none)
+        calls[i], seconds[i] = result.get("force_calls"), result.get("seconds", math.nan)
+        potential_s[i] = result.get("potential_seconds", math.nan)
         if result["fail_reason"] is not None:
             fail[i] = result["fail_reason"]
             continue
@@ -145,6 +149,7 @@ def relaxation(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hul
         except Exception as exc:  # noqa: BLE001 - a cache row from an older writer, say: counted
             fail[i] = f"relaxed_cif_error:{type(exc).__name__}"
     return StepResult({"relax_steps": steps, "relax_converged": converged, "relax_cached": cached,
+                       "relax_force_calls": calls, "relax_seconds": seconds, "relax_potential_seconds": potential_s,
                        "cif_relaxed": cif})
 
 

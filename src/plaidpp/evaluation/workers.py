@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from plaidpp.evaluation.cache import RelaxCache
 from plaidpp.evaluation.mlip import load_calculator
-from plaidpp.evaluation.relax import relax_structure
+from plaidpp.evaluation.relax import RelaxResult, relax_structure
 from plaidpp.evaluation.symmetry import spacegroup_number
 from plaidpp.runtime import n_workers
 from plaidpp.settings.evaluation import MLIPSettings, RelaxSettings, SymmetrySettings
@@ -48,6 +48,12 @@ log = logging.getLogger(__name__)
 NOT_CACHED = ("relax_timeout", "worker_crashed")
 NOT_CACHED_SPACEGROUP = ("spacegroup_timeout",)
 _PR_SET_PDEATHSIG = 1
+# One thread per native thread pool in a worker (a worker is one core's job). numpy's bundled OpenBLAS otherwise
+# starts a thread per core that busy-waits between calls (FIRE's vector maths, the Frechet filter's logm); with
+# two workers on two cores those threads took ~40 % of a core each and made the relaxations 3x slower
+# (docs/evaluation.md, "Throughput"). OpenBLAS reads its variable when it loads, before the worker's first
+# import of numpy, so the variables are in the environment the worker starts with.
+WORKER_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 _STATE: dict[str, Any] = {}
 
@@ -125,7 +131,16 @@ class IsolatedPool:
         parent_end, child_end = self._ctx.Pipe()
         process = self._ctx.Process(target=_serve, args=(child_end, os.getpid(), self._initializer, self._initargs),
                                     daemon=True)
-        process.start()
+        saved = {name: os.environ.get(name) for name in WORKER_THREAD_ENV}
+        os.environ.update(WORKER_THREAD_ENV)  # the spawned interpreter inherits the environment at start()
+        try:
+            process.start()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         child_end.close()
         return {"process": process, "conn": parent_end, "job": None}
 
@@ -249,7 +264,10 @@ def relax_many(
     log.info("relaxing %d structures (%d cached) with %s", len(todo), len(results), spec.cache_tag())
     bar = tqdm(total=len(todo), desc=f"relax ({spec.name})", disable=not progress, unit="crystal")
     pool = pool_for(spec, n_workers(workers))
-    jobs = {key: (structures[rows[0]], settings, symmetry) for key, rows in todo.items()}
+    # Largest cells first (a force call costs ~ atoms x neighbours): the long relaxations start early instead of
+    # one of them running alone at the end while the other workers idle.
+    order = sorted(todo, key=lambda key: -len(structures[todo[key][0]]))
+    jobs = {key: (structures[todo[key][0]], settings, symmetry) for key in order}
     for key, status, value in pool.run(_job, jobs):
         if status == "ok":
             result = value
@@ -267,8 +285,5 @@ def relax_many(
 
 
 def _failure(reason: str, detail: str) -> dict[str, Any]:
-    return {
-        "energy_total": float("nan"), "energy_per_atom": float("nan"), "n_steps": 0, "converged": False,
-        "cif_relaxed": None, "fail_reason": reason, "fail_detail": detail[:200], "seconds": 0.0,
-        "spacegroup_achieved": None, "spacegroup_fail_reason": None,
-    }
+    return {**RelaxResult(fail_reason=reason, fail_detail=detail[:200]).as_dict(),
+            "spacegroup_achieved": None, "spacegroup_fail_reason": None}

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from plaidpp.settings.base import READS, SettingError, setting
 
 MLIP_BACKENDS = ("chgnet", "sevennet", "fairchem")
+# The mlip= presets (conf/mlip/<name>.yaml; tests/test_settings.py keeps the two lists equal).
+MLIP_PRESETS = ("chgnet", "sevennet", "sevennet_l3i5", "sevennet_mf0", "fairchem")
 HULL_SOURCES = ("auto", "matbench_discovery", "table")
 PAPER_RELAX = {"steps": 500, "fmax": 0.02}  # the paper's relaxation (eSEN, 500 FIRE steps to 0.02 eV/Å)
 
@@ -22,6 +24,8 @@ class MLIPSettings:
     model: str = setting("", help="backend model id: CHGNet version, SevenNet model, fairchem hub name")
     checkpoint: str | None = setting(None, help="local checkpoint file (overrides model)", path=READS)
     task_name: str | None = setting(None, help="fairchem UMA task (omat = PBE/PBE+U like MP); others ignore it")
+    modal: str | None = setting(None, help="SevenNet multi-fidelity head (7net-mf-0: PBE = MPtrj's PBE/PBE+U, "
+                                "the level of MP's hull; R2SCAN); single-fidelity models take none")
     device: str = setting("cpu", help="torch device", choices=("cpu", "cuda"))
     inference_settings: str = setting("traineval", help="fairchem preset: traineval = FP32 uncompiled; default = "
                                       "compiled (recompiles per composition: minutes each on a CPU)",
@@ -51,7 +55,7 @@ class MLIPSettings:
     def cache_tag(self) -> str:
         """Identifies the potential inside relaxation cache keys (a different model = different energies)."""
         ident = self.checkpoint or self.model
-        tag = f"{self.name}:{ident}:{self.task_name or ''}"
+        tag = f"{self.name}:{ident}:{self.task_name or self.modal or ''}"
         return f"{tag}:{self.inference_settings}" if self.name == "fairchem" else tag  # precision differs
 
 
@@ -102,6 +106,10 @@ class ValiditySettings:
             raise SettingError("volume_per_atom", "needs [low, high] with low < high")
 
 
+# ASE optimisers a relaxation can use (plaidpp.evaluation.relax.OPTIMIZERS maps them to classes).
+RELAX_OPTIMIZERS = ("fire", "fire2", "bfgs", "lbfgs", "bfgs_linesearch", "lbfgs_linesearch", "mdmin")
+
+
 @dataclass
 class RelaxSettings:
     enabled: bool = setting(True, help="relax with the MLIP (false: no energies, no stability)", cache_key=False)
@@ -111,6 +119,8 @@ class RelaxSettings:
     fmax: float = setting(0.05, help="force convergence threshold (paper: 0.02)", unit="eV/Å", gt=0)
     primitive: bool = setting(True, help="relax the primitive cell (same energy/atom, up to 4x fewer atoms)")
     cell_filter: str = setting("frechet", help="ASE cell filter", choices=("frechet", "exp"))
+    optimizer: str = setting("fire", help="ASE optimiser (paper: FIRE); `steps` caps its iterations, a line-search "
+                             "optimiser makes several force calls per iteration", choices=RELAX_OPTIMIZERS)
     energy_window: tuple[float, float] = setting((-30.0, 10.0), help="energies outside are an exploding potential "
                                                  "(energy_out_of_range)", unit="eV/atom")
     max_volume_per_atom: float = setting(500.0, help="beyond during relaxation = cell_exploded", unit="Å^3/atom",
@@ -123,7 +133,8 @@ class RelaxSettings:
             raise SettingError("energy_window", "needs [low, high] with low < high")
 
     def cache_tag(self) -> str:
-        return f"steps={self.steps}:fmax={self.fmax}:filter={self.cell_filter}:primitive={self.primitive}"
+        tag = f"steps={self.steps}:fmax={self.fmax}:filter={self.cell_filter}:primitive={self.primitive}"
+        return tag if self.optimizer == "fire" else f"{tag}:optimizer={self.optimizer}"
 
 
 @dataclass

@@ -95,6 +95,12 @@ def test_presets_under_conf_state_only_what_differs_from_the_dataclass():
                 assert value != default or key == "name", f"{preset.relative_to(PROJECT_ROOT)}: {key} repeats the default"
 
 
+def test_every_mlip_preset_is_a_choice_of_the_knobs_that_name_one():
+    from plaidpp.settings.evaluation import MLIP_PRESETS
+
+    assert sorted(MLIP_PRESETS) == sorted(p.stem for p in (CONF / "mlip").glob("*.yaml"))
+
+
 def test_pipeline_knobs_live_only_in_params_yaml():
     """conf/ never sets what params.yaml feeds: composed without params.yaml, every knob's target is unset."""
     from hydra.errors import HydraException  # noqa: F401

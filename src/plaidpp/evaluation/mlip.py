@@ -44,7 +44,7 @@ def load_calculator(spec: MLIPSettings):
     if spec.name == "sevennet":
         from sevenn.calculator import SevenNetCalculator
 
-        return SevenNetCalculator(model=spec.checkpoint or spec.model, device=spec.device)
+        return SevenNetCalculator(model=spec.checkpoint or spec.model, device=spec.device, modal=spec.modal)
     if spec.name == "fairchem":
         return _load_fairchem(spec)
     raise UserError(f"unknown mlip {spec.name!r}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from plaidpp.settings.base import nested, setting
 from plaidpp.settings.data import REPRESENTATIONS
-from plaidpp.settings.evaluation import MLIP_BACKENDS
+from plaidpp.settings.evaluation import MLIP_PRESETS
 
 
 def _value(key: str) -> tuple[str, bool]:
@@ -66,7 +66,7 @@ class SampleParams:
 
 @dataclass
 class EvaluateParams:
-    mlip: str = setting(help="the judge: evaluates the SFT baseline and every RLIP iteration", choices=MLIP_BACKENDS,
+    mlip: str = setting(help="the judge: evaluates the SFT baseline and every RLIP iteration", choices=MLIP_PRESETS,
                         feeds={"evaluate": _group("mlip"), "rlip": _value("evaluation.mlip")})
 
 
@@ -77,7 +77,7 @@ class RlipParams:
     schedule: str = setting(help="conf/schedule preset: temperature per iteration", feeds={"rlip": _group("schedule")})
     pairs: str = setting(help="conf/pairs preset: which preference pairs",
                          feeds={"rlip": _group("pairs"), "pairs": _group("pairs")})
-    reward_mlip: str = setting(help="the reward potential (must differ from evaluate.mlip)", choices=MLIP_BACKENDS,
+    reward_mlip: str = setting(help="the reward potential (must differ from evaluate.mlip)", choices=MLIP_PRESETS,
                                feeds={"rlip": _value("reward.mlip")})
     rollout_unconditional: int = setting(help="unconditional rollouts per iteration (paper: 10,000)", ge=0,
                                          feeds={"rlip": _value("rollout.n_unconditional")})

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from plaidpp.settings.base import METRICS, READS, SettingError, nested, setting
-from plaidpp.settings.evaluation import MLIP_BACKENDS
+from plaidpp.settings.evaluation import MLIP_PRESETS
 from plaidpp.settings.sampling import PromptSet
 
 PAIR_KINDS = ("stability_tiered", "stability", "novelty", "spacegroup", "spacegroup_stability")
@@ -98,7 +98,7 @@ class LoopSettings:
 class RewardSettings:
     """The potential that scores rollouts for the pairs: the evaluate stage's config with this MLIP."""
 
-    mlip: str = setting(help="reward potential (paper: eqV2, cheaper than the judge)", choices=MLIP_BACKENDS)
+    mlip: str = setting(help="reward potential (paper: eqV2, cheaper than the judge)", choices=MLIP_PRESETS)
     overrides: list[str] = setting(help='more evaluate overrides, e.g. ["relax.steps=100"]', factory=list)
 
 
@@ -108,7 +108,7 @@ class EvaluationSettings:
 
     enabled: bool = setting(True, help="evaluate every iteration's model")
     initial: bool = setting(True, help="also evaluate pi_0 (iteration 0) as the baseline")
-    mlip: str = setting(help="evaluation potential (paper: eSEN)", choices=MLIP_BACKENDS)
+    mlip: str = setting(help="evaluation potential (paper: eSEN)", choices=MLIP_PRESETS)
     overrides: list[str] = setting(help="more evaluate overrides", factory=list)
     prompts: PromptSet = nested(PromptSet, "evaluation samples per model")
     temperature: float | None = setting(help="fixed so iterations compare; null = each iteration's schedule "

@@ -6,8 +6,8 @@ interval and a test (``plaidpp.stats.difference``).
 
 **Paired** when the two tables hold the same slots with the same prompts (and, where recorded, the same sampler
 seeds): slot i of A and slot i of B answer one prompt under one seed, so their difference is resampled per slot.
-Otherwise the two are independent samples. RLIP and the report call ``compare_tables`` for their ``vs_sft``
-figures.
+Otherwise the two are independent samples. The RLIP record calls ``compare_tables`` for its ``vs_sft`` figures
+(the last iteration against pi_0) and the report prints them.
 """
 
 from __future__ import annotations

@@ -47,10 +47,13 @@ def prepare_section(metrics: dict[str, Any]) -> list[str]:
 
 def evaluation_section(summary: dict[str, Any], title: str) -> list[str]:
     lines = [f"## {title}", "", f"{summary.get('n_requested')} samples requested, "
-             f"{summary.get('n_parsed')} parsed. Every rate divides by the samples requested.", "",
-             "| metric | ours | paper SFT Wyckoff | paper flagship |", "|---|---|---|---|"]
+             f"{summary.get('n_parsed')} parsed. Every rate divides by the samples requested (S.S.U.N. and space-"
+             "group accuracy by the conditioned ones); the interval is the 95 % Wilson interval.", "",
+             "| metric | ours | 95 % interval | paper SFT Wyckoff | paper flagship |", "|---|---|---|---|---|"]
     for key in rate_names():
-        lines.append(f"| {key} | {_pct(summary.get(key))} | {_pct(PAPER_SFT_WYCKOFF.get(key))} | "
+        ci = summary.get(f"{key}_ci95")
+        interval = "–" if not ci else f"{_pct(ci[0])} – {_pct(ci[1])}"
+        lines.append(f"| {key} | {_pct(summary.get(key))} | {interval} | {_pct(PAPER_SFT_WYCKOFF.get(key))} | "
                      f"{_pct(PAPER_FLAGSHIP.get(key))} |")
     if summary.get("hull_warning"):
         lines += ["", f"> **Hull:** {summary['hull_warning']}"]
@@ -74,6 +77,13 @@ def rlip_section(metrics: dict[str, Any], out_dir: Path) -> list[str]:
     plot = plot_rlip(iterations, out_dir / "rlip_iterations.png")
     if plot:
         lines += ["", f"![RLIP iterations]({plot.name})"]
+    vs = metrics.get("vs_sft")
+    if vs:
+        from plaidpp.evaluation.compare import format_comparison
+
+        lines += ["", f"Iteration {vs['iteration']} against the SFT model (A − B with its 95 % interval; beyond "
+                  "noise = the interval excludes 0):", "", "```",
+                  format_comparison(vs, f"iteration {vs['iteration']}", "the SFT model (iteration 0)"), "```"]
     return lines + [""]
 
 

@@ -111,6 +111,8 @@ def main() -> None:
                                                   "novelty_rate", "sun_rate", "ssun_rate")},
         "failure_reasons": summary["failure_reasons"],
         "mean_relax_steps": float(table["relax_steps"].astype(float).mean()),
+        "timings": summary["timings"],  # force calls and the time inside the potential: cost per call below
+        "ms_per_force_call": 1000 * summary["timings"]["potential_compute_s"] / max(summary["timings"]["force_calls"], 1),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from plaidpp.config import compose
 from plaidpp.errors import UserError
@@ -92,7 +93,8 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
 
     metrics = json.loads((tmp / "rlip_runs" / "t.json").read_text())  # a named run writes beside metrics_file
     assert set(metrics["iterations"]) == {"0", "1", "2"}
-    assert metrics["reward_mlip"] == "chgnet" and metrics["eval_mlip"] == "sevennet"
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert metrics["reward_mlip"] == params["rlip"]["reward_mlip"] and metrics["eval_mlip"] == params["evaluate"]["mlip"]
 
     import mlflow
 

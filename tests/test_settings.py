@@ -148,13 +148,14 @@ def test_a_bad_value_is_one_line_and_status_2_before_the_model_is_loaded(overrid
 def test_a_misspelled_key_in_a_conf_file_stops_evaluate_naming_it(tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
-    preset = conf / "mlip" / "sevennet.yaml"  # the evaluation potential params.yaml chooses
-    preset.write_text(preset.read_text().replace("model: 7net-0", "modle: 7net-0"))
+    judge = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())["evaluate"]["mlip"]
+    preset = conf / "mlip" / f"{judge}.yaml"  # the evaluation potential params.yaml chooses
+    preset.write_text(re.sub(r"^model:", "modle:", preset.read_text(), flags=re.M))
     env = {**os.environ, "PLAIDPP_CONF": str(conf)}
     proc = subprocess.run([sys.executable, "-m", "plaidpp.cli", "evaluate", "--samples", "x.jsonl", "--out",
                            str(tmp_path / "o")], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("plaidpp: error: conf/mlip/sevennet.yaml: unknown setting mlip.modle "
+    assert proc.stderr.strip() == (f"plaidpp: error: conf/mlip/{judge}.yaml: unknown setting mlip.modle "
                                    "(did you mean mlip.model?)")
 
 
@@ -176,8 +177,10 @@ def test_knobs_reach_every_stage_that_uses_them():
     params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     assert compose("rlip").repr == params["generator"]["repr"]
     assert compose("rlip").rlip.iterations == params["rlip"]["iterations"]
-    assert compose("rlip").evaluation.mlip == compose("evaluate", ["samples=x", "out=y"]).mlip.name == \
-        params["evaluate"]["mlip"]
+    judge = params["evaluate"]["mlip"]  # a conf/mlip preset name; mlip.name is its backend
+    assert compose("rlip").evaluation.mlip == judge
+    assert compose("evaluate", ["samples=x", "out=y"]).mlip == compose("evaluate", ["samples=x", "out=y",
+                                                                                  f"mlip={judge}"]).mlip
     assert compose("sample").temperature == compose("rlip").evaluation.temperature == params["sample"]["temperature"]
     # the command line and an experiment outrank params.yaml
     assert compose("rlip", ["repr=coords"]).repr == "coords"

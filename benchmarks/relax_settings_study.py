@@ -30,6 +30,7 @@ from plaidpp.config import PROJECT_ROOT, compose
 from plaidpp.evaluation.inputs import read_samples
 from plaidpp.evaluation.score import score_samples, select_rows
 from plaidpp.settings.evaluation import RELAX_OPTIMIZERS
+from plaidpp.stats import wilson
 
 CACHE = PROJECT_ROOT / ".cache/benchmarks/relax-study.sqlite"
 
@@ -64,10 +65,17 @@ def screen(frame: pd.DataFrame, optimizers: list[str], overrides: list[str]) -> 
     return out
 
 
-def compare(name: str, a: pd.DataFrame, paper: pd.DataFrame, threshold: float, column: str) -> str:
+def compare(a: pd.DataFrame, paper: pd.DataFrame, threshold: float, column: str) -> str:
+    """How many of the crystals both settings relaxed change their ``column`` call, with its Wilson interval, and
+    which ones (id, E_hull under each setting in eV/atom)."""
     both = a["relax_ok"].to_numpy(bool) & paper["relax_ok"].to_numpy(bool)
-    flips = int((a.loc[both, column].to_numpy(bool) != paper.loc[both, column].to_numpy(bool)).sum())
-    return f"{name}: {column} (E_hull <= {threshold}) flips {flips}/{int(both.sum())} ({flips / max(1, both.sum()):.1%})"
+    flipped = both & (a[column].to_numpy(bool) != paper[column].to_numpy(bool))
+    k, n = int(flipped.sum()), int(both.sum())
+    low, high = wilson(k, n)
+    which = ", ".join(f"#{a.at[i, 'index']} {a.at[i, 'formula']} ({a.at[i, 'e_hull']:+.3f} vs "
+                      f"{paper.at[i, 'e_hull']:+.3f})" for i in np.flatnonzero(flipped))
+    return (f"{column} (E_hull <= {threshold}) flips {k}/{n} ({k / max(1, n):.1%}, 95 % [{low:.1%}, {high:.1%}])"
+            + (f": {which}" if which else ""))
 
 
 def main() -> None:
@@ -104,22 +112,24 @@ def main() -> None:
     print(f"\n{len(frame)} generated crystals, {cfg.mlip.cache_tag()}; load average {os.getloadavg()[0]:.1f} at end")
     for name, table in tables.items():
         seconds, summary = stats[name]
-        capped = int((table["relax_converged"] == False).sum())  # noqa: E712
+        # relaxed (an energy came out) but not converged: the step cap stopped it (failures are not "capped")
+        capped = int((table["relax_ok"].astype(bool) & (table["relax_converged"] == False)).sum())  # noqa: E712
         calls = pd.to_numeric(table["relax_force_calls"])
         print(f"{name:6s} {summary['relax_settings']}: relaxed {int(table['relax_ok'].sum())}/{len(table)}, "
               f"{capped} hit the step cap, force calls mean {calls.mean():.0f} / total {int(calls.sum())}, "
               f"potential {summary['timings']['potential_compute_s']:.0f} s "
               f"({'cached' if summary['timings']['n_relaxed_now'] == 0 else f'{seconds:.0f} s wall'}), "
-              f"stable {int(table['is_stable'].sum())}, metastable {int(table['is_metastable'].sum())}")
+              f"stable {int(table['is_stable'].sum())}, metastable {int(table['is_metastable'].sum())}; not relaxed: "
+              f"{dict(table.loc[~table['relax_ok'].astype(bool), 'fail_reason'].value_counts())}")
         if name == "paper":
             continue
         both = table["relax_ok"].to_numpy(bool) & paper["relax_ok"].to_numpy(bool)
         d = table.loc[both, "e_hull"].to_numpy(float) - paper.loc[both, "e_hull"].to_numpy(float)
-        print(f"    vs paper: {compare(name, table, paper, cfg.thresholds.stable, 'is_stable')}; "
-              f"{compare(name, table, paper, cfg.thresholds.metastable, 'is_metastable')}")
+        print(f"    vs paper: {compare(table, paper, cfg.thresholds.stable, 'is_stable')}\n"
+              f"    vs paper: {compare(table, paper, cfg.thresholds.metastable, 'is_metastable')}")
         print(f"    E_hull({name}) - E_hull(paper) over {int(both.sum())}: mean {1000 * d.mean():+.1f}, median "
               f"{1000 * np.median(d):+.1f}, |d| p90 {1000 * np.quantile(np.abs(d), 0.9):.1f}, max |d| "
-              f"{1000 * np.abs(d).max():.0f} meV/atom")
+              f"{1000 * np.abs(d).max():.0f} meV/atom; |d| > 0.05 eV/atom for {int((np.abs(d) > 0.05).sum())}")
 
 
 if __name__ == "__main__":

@@ -79,8 +79,9 @@ def crystal_text(mp20_rows):
 
 def test_a_result_cached_under_other_settings_is_not_reused(tmp_path, crystal_text):
     rows = [{"text": crystal_text, "spacegroup": 225}]
-    narrow, _ = score_samples(rows, _cfg(tmp_path, "relax.energy_window=[-1,0]", "novelty.enabled=false"))
+    narrow, summary = score_samples(rows, _cfg(tmp_path, "relax.energy_window=[-1,0]", "novelty.enabled=false"))
     assert narrow["fail_reason"].iloc[0] == "energy_out_of_range"
+    assert not narrow["relax_converged"].iloc[0] and summary["n_relax_unconverged"] == 0  # a failure, not the cap
     normal, _ = score_samples(rows, _cfg(tmp_path, "novelty.enabled=false"))  # the same cache file
     assert normal["relax_ok"].iloc[0] and not normal["relax_cached"].iloc[0]
 

@@ -37,7 +37,14 @@ def matcher() -> StructureMatcher:
 
 class Matching:
     """StructureMatcher.fit under a time budget, where a failure or time-out counts as "no match" and is
-    counted in ``failures`` (reported in summary.json as ``matcher_failures``)."""
+    counted in ``failures`` (reported in summary.json as ``matcher_failures``).
+
+    ``fit(a, b)`` is not symmetric (pymatgen's ``symmetric=False`` default: the lattice search looks for ``b``'s
+    lattices within ``ltol``/``angle_tol`` of ``a``'s), so a crystal strained by ~3 % can match its original one
+    way and not the other (a ThSiSe pair in the MatterGen agreement benchmark: ``fit(original, strained)`` False,
+    ``fit(strained, original)`` True). The callers put the crystal being judged first, as MatterGen's metric code
+    does, so the two agree per crystal.
+    """
 
     def __init__(self, time_limit_s: float) -> None:
         self.time_limit_s = time_limit_s
@@ -65,7 +72,7 @@ def uniqueness(structures: list[Structure | None], matching: Matching) -> tuple[
             continue
         bucket = reps.setdefault(s.composition.reduced_formula, [])
         for cid, rep in bucket:
-            if matching.fit(rep, s):
+            if matching.fit(s, rep):  # new crystal first, as MatterGen does (fit is not symmetric)
                 is_unique[i], class_id[i] = False, cid
                 break
         else:
@@ -135,7 +142,7 @@ class TrainingSet:
 
     def is_novel(self, structure: Structure, matching: Matching) -> bool:
         bucket = self._bucket(structure.composition.reduced_formula)
-        return not any(matching.fit(ref, structure) for ref in bucket)
+        return not any(matching.fit(structure, ref) for ref in bucket)  # same order as uniqueness()
 
     def describe(self) -> dict[str, object]:
         return {"novelty_reference": self.path, "novelty_reference_size": self.size,

@@ -193,16 +193,20 @@ class _StepClock:
 
     def report(self, table: pd.DataFrame, cfg: EvaluateConfig) -> dict[str, Any]:
         fresh = table["relax_cached"] == False  # noqa: E712 - relaxed in this run (None: not relaxed at all)
-        potential = float(pd.to_numeric(table.loc[fresh, "relax_potential_seconds"], errors="coerce").sum())
+
+        def total(column: str) -> float:  # over the crystals relaxed in this run; a missing value counts 0
+            return float(pd.to_numeric(table.loc[fresh, column], errors="coerce").sum())
+
+        potential = total("relax_potential_seconds")
         workers = n_workers(cfg.workers)
         relax_wall = self.seconds.get("relaxation")
         return {
             "steps_s": self.seconds,
             "workers": workers,
             "n_relaxed_now": int(fresh.sum()),
-            "force_calls": int(pd.to_numeric(table.loc[fresh, "relax_force_calls"], errors="coerce").sum()),
+            "force_calls": int(total("relax_force_calls")),
             "potential_compute_s": round(potential, 2),
-            "relax_worker_s": round(float(pd.to_numeric(table.loc[fresh, "relax_seconds"], errors="coerce").sum()), 2),
+            "relax_worker_s": round(total("relax_seconds"), 2),
             # wall time of the relaxation step against the potential's compute spread over the workers: 1.0 would
             # mean the cores did nothing but evaluate the potential (docs/evaluation.md, "Throughput")
             "relaxation_wall_over_compute": round(relax_wall / (potential / workers), 3)
@@ -249,7 +253,8 @@ def build_summary(out: pd.DataFrame, info: dict[str, Any], hull: ReferenceHull, 
         "failure_reasons": dict(sorted(Counter(out["fail_reason"].dropna()).items())),
         "failure_kinds": dict(sorted(reasons.items())),
         "n_noble_gas_only": int(out["noble_gas_only"].sum()),
-        "n_relax_unconverged": int((out["relax_converged"] == False).sum()),  # noqa: E712
+        # relaxed but stopped by the step cap; a failed relaxation (energy_out_of_range, ...) is not counted here
+        "n_relax_unconverged": int((out["relax_ok"].astype(bool) & out["relax_converged"].eq(False)).sum()),
         "n_relax_cached": int((out["relax_cached"] == True).sum()),  # noqa: E712
         **info,
         **hull.summary(),

@@ -31,6 +31,7 @@ from functools import lru_cache
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from pymatgen.core import Structure
 from tqdm import tqdm
@@ -131,16 +132,8 @@ class IsolatedPool:
         parent_end, child_end = self._ctx.Pipe()
         process = self._ctx.Process(target=_serve, args=(child_end, os.getpid(), self._initializer, self._initargs),
                                     daemon=True)
-        saved = {name: os.environ.get(name) for name in WORKER_THREAD_ENV}
-        os.environ.update(WORKER_THREAD_ENV)  # the spawned interpreter inherits the environment at start()
-        try:
+        with patch.dict(os.environ, WORKER_THREAD_ENV):  # the spawned interpreter inherits it at start()
             process.start()
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
         child_end.close()
         return {"process": process, "conn": parent_end, "job": None}
 

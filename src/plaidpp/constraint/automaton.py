@@ -1,0 +1,574 @@
+"""Constrained decoding: every sampled Wyckoff text decodes, keeps to its space group and adds up.
+
+Two layers, intersected at every step (``sampling.constraint``):
+
+1. **Syntax** (context-free): the Lark grammar of ``grammar.py``, run by llguidance. It fixes the layout, the
+   number formats and ranges, the element vocabulary and the 230 symbols, and turns them into a token mask
+   for any tokenizer (llguidance walks the tokenizer's trie in Rust: ~15-20 µs per token for the crystal BPE,
+   ~40-60 µs for Qwen2.5's 151k tokens, measured on this CPU; docs/generator.md).
+2. **State** (what a grammar cannot hold): ``WyckoffState``, a character-level automaton that knows, from the
+   text so far, the formula's counts, the space group, the lattice parameters the crystal system ties
+   (cubic: a = b = c, angles 90), the atoms still to place and the fixed points already taken. In each field
+   it allows a finite set of strings (elements and positions that still fit, forced lattice parameters and
+   coordinates, the ``Sites (N)`` count, the requested group) or leaves it free to the grammar. Its token mask
+   is a walk of the tokenizer's sorted vocabulary guided by the automaton, so it only visits the tokens that
+   can start an allowed string (``TokenTable.allowed``).
+
+Feasibility (``feasibility.py``) is checked before every choice, so the automaton never leaves the sampler
+without a token: a text that follows it ends with EOS once every atom of the formula is placed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from plaidpp.constraint.spacegroups import SpaceGroup, space_groups
+from plaidpp.representation.wyckoff import _fmt_coord as format_coordinate  # TODO(issue 12): make it public
+from plaidpp.constraint.feasibility import fits, next_counts, signature
+from plaidpp.constraint.grammar import ELEMENTS
+
+# Lattice parameters a crystal system ties in the conventional cell pyxtal writes (b-unique monoclinic,
+# hexagonal axes for trigonal groups): the index of the length it copies, or None (free: the grammar's range).
+TIED_LENGTHS = {"cubic": (None, 0, 0), "tetragonal": (None, 0, None), "hexagonal": (None, 0, None),
+                "trigonal": (None, 0, None)}
+FIXED_ANGLES = {"cubic": ("90.00", "90.00", "90.00"), "tetragonal": ("90.00", "90.00", "90.00"),
+                "orthorhombic": ("90.00", "90.00", "90.00"), "hexagonal": ("90.00", "90.00", "120.00"),
+                "trigonal": ("90.00", "90.00", "120.00"), "monoclinic": ("90.00", None, "90.00")}
+SYMBOLS = {g.symbol: g.number for g in space_groups().values()}
+_ELEMENT_SET = frozenset(ELEMENTS)
+_WORDS_PER_LINE = {1: 2, 2: 4, 3: 4, 4: 2}  # "Spacegroup: P1", "abc: a b c", "angles: ...", "Sites (N)"; sites 5
+_CAPITALS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_NEWLINE = frozenset("\n")
+
+
+@lru_cache(maxsize=200_000)
+def _continuations(word: str, strings: frozenset[str], ends: str) -> frozenset[str]:
+    """Characters that extend ``word`` towards one of ``strings``, plus ``ends`` when it is one already."""
+    out = {s[len(word)] for s in strings if len(s) > len(word) and s.startswith(word)}
+    if word in strings:
+        out.update(ends)
+    return frozenset(out)
+
+
+@dataclass
+class _Site:
+    """The site line being written: its element, and the positions its coordinates so far still fit, each
+    with the free parameters those coordinates fixed."""
+
+    element: str
+    alive: tuple[tuple[object, dict[int, float]], ...]
+    applied: int = 0  # coordinates already used to narrow ``alive``
+
+
+@dataclass
+class WyckoffState:
+    """Where a Wyckoff text is and what may follow (see the module docstring).
+
+    ``next_chars`` is the set of characters the rules allow next (None: the current word is the grammar's
+    alone: a literal such as ``abc:`` or a free number); ``step`` returns the state after one more
+    character, or None when the rules forbid it. A state is never changed once made.
+    """
+
+    requested: int | None = None  # the space group the prompt asks for, when the constraint fixes it
+    max_atoms: int = 20  # primitive-cell atoms (MP-20)
+    line: int = 0  # 0 formula, 1 space group, 2 abc, 3 angles, 4 "Sites (N)", 5+ sites
+    partial: str = ""  # the current line so far
+    formula: dict[str, int] = field(default_factory=dict)
+    group: SpaceGroup | None = None
+    lengths: tuple[str, ...] = ()
+    remaining: dict[str, int] = field(default_factory=dict)  # atoms still to place, by element
+    used: frozenset[str] = frozenset()  # fixed points taken
+    site: _Site | None = None
+
+    # ----------------------------------------------------------------------------- public
+    def step(self, char: str) -> WyckoffState | None:
+        allowed = self.next_chars()
+        if allowed is not None and char not in allowed:
+            return None
+        new = object.__new__(WyckoffState)
+        new.__dict__.update(self.__dict__)  # shallow: containers are replaced, never changed in place
+        new.__dict__.pop("_next", None)
+        if char in "\n " and self.line:
+            words = self.partial.count(" ") + 1
+            expected = _WORDS_PER_LINE.get(self.line, 5)
+            empty = self.partial == "" or self.partial.endswith(" ")  # no word is empty in this layout
+            if empty or (words != expected if char == "\n" else words >= expected) or not new._finish_word():
+                return None
+        if char == "\n":
+            if not new._finish_line():
+                return None
+            new.line, new.partial = self.line + 1, ""
+            return new
+        new.partial = self.partial + char
+        return new
+
+    def feed(self, text: str) -> WyckoffState | None:
+        state: WyckoffState | None = self
+        for char in text:
+            state = state.step(char)
+            if state is None:
+                return None
+        return state
+
+    def can_end(self) -> bool:
+        """EOS is allowed: a finished site line and no atom of the formula left to place."""
+        if self.line < 5 or self.partial.count(" ") != 4 or self.site is None:
+            return False
+        label = self.partial.rsplit(" ", 1)[1]
+        position = self._position(label)
+        return position is not None and not any(self._after(position)[0].values())
+
+    def key(self) -> tuple:
+        """Everything the allowed continuations depend on (states with equal keys allow the same tokens)."""
+        site = None if self.site is None else (
+            self.site.element, self.site.applied,
+            tuple((p.label, tuple(sorted(params.items()))) for p, params in self.site.alive))
+        return (self.requested, self.max_atoms, self.line, self.partial, tuple(self.formula.items()),
+                self.group.number if self.group else None, self.lengths, tuple(sorted(self.remaining.items())),
+                self.used, site)
+
+    def next_chars(self) -> frozenset[str] | None:
+        if "_next" not in self.__dict__:
+            if self.line == 0:  # depends on the text and the settings only: shared by every row of a run
+                chars = _formula_next(self.partial, self.requested, self.max_atoms)
+            elif self.line == 1:
+                chars = _symbol_next(self.partial, tuple(sorted(self.formula.values())), self.requested,
+                                     self.max_atoms)
+            else:
+                chars = self._word_next()
+            self.__dict__["_next"] = chars
+        return self.__dict__["_next"]
+
+    # ----------------------------------------------------------------------------- words of lines 1+
+    def _word_next(self) -> frozenset[str] | None:
+        words = self.partial.split(" ")
+        index, word = len(words) - 1, words[-1]
+        strings, ends = self._word_choices(index)
+        return None if strings is None else _continuations(word, strings, ends)
+
+    def _word_choices(self, index: int) -> tuple[frozenset[str] | None, str]:
+        """The complete words allowed as word ``index`` of the current line (None: free) and what may end it."""
+        if self.line == 1:
+            if index != 1:
+                return None, " "
+            counts = tuple(sorted(self.formula.values()))
+            return _symbols_that_fit(counts, self.requested, self.max_atoms), "\n"
+        if self.line in (2, 3):
+            if not 1 <= index <= 3:
+                return None, " "
+            if self.line == 2:
+                tied = TIED_LENGTHS.get(self.group.lattice_type, (None,) * 3)[index - 1]
+                forced = None if tied is None else self.lengths[tied]
+            else:
+                forced = FIXED_ANGLES.get(self.group.lattice_type, (None,) * 3)[index - 1]
+                if self.group.lattice_type == "triclinic" and index == 3:
+                    alpha, beta = (float(w) for w in self.partial.split(" ")[1:3])
+                    return _closing_angles(alpha, beta), "\n"
+            return (None if forced is None else frozenset([forced])), "\n" if index == 3 else " "
+        if self.line == 4:
+            return (None, " ") if index == 0 else (frozenset([f"({sum(self.formula.values())})"]), "\n")
+        # a site line: element, three coordinates, label
+        if index == 0:
+            return frozenset(self._site_choices()), " "
+        if index <= 3:
+            return self._coordinate_choices(index - 1), " "
+        # "\n" when atoms are left after this site (``_finish_line`` checks it for the label written), else EOS
+        return frozenset(p.label for p, _ in self.site.alive), "\n"
+
+    def _finish_word(self) -> bool:
+        """Effects of the word just finished (the character after it is a separator)."""
+        words = self.partial.split(" ")
+        index, word = len(words) - 1, words[-1]
+        if self.line == 0:
+            return True
+        strings, _ = self._word_choices(index)
+        if strings is not None and word not in strings:
+            return False
+        if self.line == 2 and 1 <= index <= 3:
+            self.lengths = self.lengths + (word,)
+        elif self.line >= 5 and index == 0:
+            self.site = _Site(word, tuple((p, {}) for p in self._site_choices()[word]))
+        elif self.line >= 5 and index <= 3:
+            return self._narrow(index - 1, word)
+        return True
+
+    def _finish_line(self) -> bool:
+        if self.line == 0:
+            self.formula = _parse_formula(self.partial)
+        elif self.line == 1:
+            self.group = space_groups()[SYMBOLS[self.partial.split(" ", 1)[1]]]
+        elif self.line == 4:
+            self.remaining = dict(self.formula)
+        elif self.line >= 5:
+            position = self._position(self.partial.rsplit(" ", 1)[1])
+            self.remaining, self.used = self._after(position)
+            self.site = None
+            if not any(self.remaining.values()):
+                return False  # every atom is placed: the text ends here (EOS)
+        return True
+
+    # ----------------------------------------------------------------------------- site lines
+    def _site_choices(self) -> dict[str, tuple]:
+        return _site_choices(self.group.number, tuple(sorted(self.remaining.items())), self.used)
+
+    def _coordinate_choices(self, index: int) -> frozenset[str] | None:
+        """Strings coordinate ``index`` may take given the alive positions; None = free (a position leaves it
+        to a free parameter)."""
+        strings: set[str] = set()
+        for position, params in self.site.alive:
+            row, offset = position.rotation[index], position.translation[index]
+            if any(v and j not in params for j, v in enumerate(row)):
+                return None
+            value = sum(v * params[j] for j, v in enumerate(row) if v) + offset
+            strings.add(format_coordinate(value))
+            if any(abs(v) >= 2 for v in row):  # 2x from a rounded x can be 0.001 off the encoder's rounding
+                strings.update(format_coordinate(value + d) for d in (-0.001, 0.001))
+        return frozenset(strings)
+
+    def _narrow(self, index: int, word: str) -> bool:
+        """Keep the positions that coordinate ``index`` = ``word`` fits, recording the parameter it fixes."""
+        try:
+            value = float(word)
+        except ValueError:  # the grammar would not let it through; the automaton says no as well
+            return False
+        alive = []
+        for position, params in self.site.alive:
+            row, offset = position.rotation[index], position.translation[index]
+            new = [j for j, v in enumerate(row) if v and j not in params]
+            if new:  # one new parameter with coefficient 1 (true of every position of the 230 groups)
+                alive.append((position, {**params, new[0]: (value - offset) % 1.0}))
+                continue
+            expected = sum(v * params[j] for j, v in enumerate(row) if v) + offset
+            if abs((value - expected + 0.5) % 1.0 - 0.5) < 0.0015:
+                alive.append((position, params))
+        self.site = _Site(self.site.element, tuple(alive), index + 1)
+        return bool(alive)
+
+    def _position(self, label: str):
+        return next((p for p, _ in self.site.alive if p.label == label), None)
+
+    def _after(self, position) -> tuple[dict[str, int], frozenset[str]]:
+        remaining = {**self.remaining, self.site.element: self.remaining[self.site.element] - position.multiplicity}
+        used = self.used | {position.label} if position.fixed else self.used
+        return remaining, used
+
+
+@lru_cache(maxsize=200_000)
+def _formula_next(partial: str, requested: int | None, max_atoms: int) -> frozenset[str]:
+    """Characters that may follow a formula prefix: the element may grow, take a count that still fits, or
+    end (a count of 1 is not written) before the next element or the line's end."""
+    counts, element, digits = _split_formula(partial)
+    values = _count_choices(tuple(sorted(counts.values())), requested, max_atoms)
+    if not digits:
+        allowed = _new_elements(counts, requested, max_atoms)
+        if not element:  # the start of an element
+            return _first_letters(allowed)
+        out = set(_continuations(element, allowed, ""))
+        if element in allowed:
+            out |= _count_digits(values, "")
+            if 1 in values:
+                out |= _after_element(counts, element, 1, requested, max_atoms)
+        return frozenset(out)
+    out = set(_count_digits(values, digits))
+    if int(digits) in values and digits != "1":
+        out |= _after_element(counts, element, int(digits), requested, max_atoms)
+    return frozenset(out)
+
+
+@lru_cache(maxsize=50_000)
+def _count_digits(values: frozenset[int], digits: str) -> frozenset[str]:
+    """Digits that extend ``digits`` towards a written count (2 or more) in ``values``."""
+    return frozenset(str(v)[len(digits)] for v in values
+                     if v >= 2 and len(str(v)) > len(digits) and str(v).startswith(digits))
+
+
+@lru_cache(maxsize=50_000)
+def _first_letters(elements: frozenset[str]) -> frozenset[str]:
+    return frozenset(e[0] for e in elements)
+
+
+def _after_element(counts: dict[str, int], element: str, count: int, requested: int | None,
+                   max_atoms: int) -> frozenset[str]:
+    """What may follow a finished element and count: the next element's first letter, or the line's end."""
+    after = {**counts, element: count}
+    return _first_letters(_new_elements(after, requested, max_atoms)) | _NEWLINE
+
+
+def _new_elements(counts: dict[str, int], requested: int | None, max_atoms: int) -> frozenset[str]:
+    """Elements that may start next: not yet in the formula, and some count of them still fits."""
+    if not _room_for_another(tuple(sorted(counts.values())), requested, max_atoms):
+        return frozenset()
+    return _unused_elements(frozenset(counts))
+
+
+@lru_cache(maxsize=50_000)
+def _unused_elements(used: frozenset[str]) -> frozenset[str]:
+    return _ELEMENT_SET.difference(used)
+
+
+@lru_cache(maxsize=50_000)
+def _room_for_another(counts: tuple[int, ...], requested: int | None, max_atoms: int) -> bool:
+    if requested is None and sum(counts) < max_atoms:  # one more atom of a new element fits P1
+        return True
+    return bool(_count_choices(counts, requested, max_atoms))
+
+
+@lru_cache(maxsize=50_000)
+def _symbol_next(partial: str, counts: tuple[int, ...], requested: int | None, max_atoms: int) -> frozenset[str] | None:
+    if " " not in partial:
+        return None  # "Spacegroup:" is the grammar's
+    return _continuations(partial.split(" ", 1)[1], _symbols_that_fit(counts, requested, max_atoms), "\n")
+
+
+@lru_cache(maxsize=4096)
+def _closing_angles(alpha: float, beta: float) -> frozenset[str]:
+    """The gammas (grammar range 30-150°, 2 decimals) with which alpha and beta close a cell: the metric's
+    determinant vanishes at gamma = |alpha - beta|, alpha + beta and 360 - alpha - beta; 0.05° of margin keeps it
+    above the decoder's 1e-6 (``representation.base.build_lattice``)."""
+    low = max(30.0, abs(alpha - beta) + 0.05)
+    high = min(150.0, alpha + beta - 0.05, 360.0 - alpha - beta - 0.05)
+    return frozenset(f"{v / 100:.2f}" for v in range(math.ceil(low * 100), math.floor(high * 100) + 1))
+
+
+def _split_formula(text: str) -> tuple[dict[str, int], str, str]:
+    """A formula prefix as (finished element -> count, the last element, its digits so far)."""
+    counts: dict[str, int] = {}
+    element, digits = "", ""
+    for char in text:
+        if char.isupper():
+            if element:
+                counts[element] = int(digits) if digits else 1
+            element, digits = char, ""
+        elif char.isdigit():
+            digits += char
+        else:
+            element += char
+    return counts, element, digits
+
+
+def _parse_formula(text: str) -> dict[str, int]:
+    counts, element, digits = _split_formula(text)
+    return {**counts, element: int(digits) if digits else 1}
+
+
+@lru_cache(maxsize=50_000)
+def _groups_that_fit(counts: tuple[int, ...], requested: int | None, max_atoms: int) -> tuple[int, ...]:
+    """Groups (the requested one, or any) in which a formula with these sorted counts can be written. A group
+    that cannot hold a formula cannot hold it with one more element, so the search narrows the parent's list."""
+    if requested:
+        candidates: Iterable[int] = (requested,)
+    elif len(counts) > 1:
+        parent = list(counts)
+        parent.remove(max(counts))
+        candidates = _groups_that_fit(tuple(parent), None, max_atoms)
+    else:
+        candidates = range(1, 231)
+    return tuple(n for n in candidates if fits(n, counts, max_atoms=max_atoms))
+
+
+@lru_cache(maxsize=50_000)
+def _count_choices(counts: tuple[int, ...], requested: int | None, max_atoms: int) -> frozenset[int]:
+    """Counts the next formula element may have so that the formula still fits (the requested group, or some
+    group)."""
+    if requested is not None:
+        return next_counts(requested, counts, max_atoms)
+    out = set(range(1, max_atoms - sum(counts) + 1))  # P1 takes any formula of at most max_atoms atoms
+    seen = set()
+    for number in _groups_that_fit(counts, None, max_atoms):
+        key = signature(number)
+        if key[0] > 1 and key not in seen:  # beyond max_atoms only centred cells
+            seen.add(key)
+            out |= next_counts(number, counts, max_atoms)
+    return frozenset(out)
+
+
+@lru_cache(maxsize=100_000)
+def _site_choices(number: int, remaining: tuple[tuple[str, int], ...], used: frozenset[str]) -> dict[str, tuple]:
+    """Element -> positions a new site may take so that the atoms left after it still fit."""
+    group = space_groups()[number]
+    choices: dict[str, list] = {}
+    for element, left in remaining:
+        for position in group.positions:
+            if not left or position.multiplicity > left or (position.fixed and position.label in used):
+                continue
+            after = [n - position.multiplicity if e == element else n for e, n in remaining]
+            taken = used | {position.label} if position.fixed else used
+            if fits(number, tuple(after), taken):
+                choices.setdefault(element, []).append(position)
+    return {e: tuple(p) for e, p in choices.items()}
+
+
+@lru_cache(maxsize=50_000)
+def _symbols_that_fit(counts: tuple[int, ...], requested: int | None, max_atoms: int) -> frozenset[str]:
+    return frozenset(space_groups()[n].symbol for n in _groups_that_fit(counts, requested, max_atoms))
+
+
+class TokenTable:
+    """A tokenizer's vocabulary as sorted strings, for the automaton-guided walk (see ``allowed``)."""
+
+    SEPARATORS = " \n"
+    CACHE_SIZE = 50_000  # states; an entry is one array of token ids
+
+    def __init__(self, tokenizer) -> None:
+        strings: list[tuple[str, int]] = []
+        for token_id in range(len(tokenizer)):
+            if token_id in tokenizer.all_special_ids:
+                continue
+            text = tokenizer.decode([token_id])
+            if text and text.isascii() and text.isprintable() or text in ("\n",) or (text.isascii() and "\n" in text):
+                strings.append((text, token_id))
+        strings.sort()
+        self.strings = [s for s, _ in strings]
+        self.ids = np.array([i for _, i in strings], dtype=np.int64)
+        # index of the last separator in each token (-1: none): a token in a free field is accepted whole when
+        # it has no separator past the walk's depth
+        self.last_separator = np.array([max(s.rfind(c) for c in self.SEPARATORS) for s in self.strings])
+        self.vocab_size = len(tokenizer)
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    def allowed(self, state: WyckoffState) -> np.ndarray:
+        """Token ids whose text the automaton accepts from ``state`` (EOS not included). Cached by the state's
+        key: every text of a batch starts from the same state, and many share their first lines' prefixes."""
+        key = state.key()
+        hit = self._cache.get(key)
+        if hit is None:
+            out: list[np.ndarray] = []
+            self._walk("", state, 0, len(self.strings), out)
+            hit = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.pop(next(iter(self._cache)))  # oldest first
+            self._cache[key] = hit
+        return hit
+
+    def _walk(self, prefix: str, state: WyckoffState, lo: int, hi: int, out: list[np.ndarray]) -> None:
+        depth = len(prefix)
+        if lo < hi and self.strings[lo] == prefix:
+            if depth:
+                out.append(self.ids[lo:lo + 1])
+            lo += 1
+        if lo >= hi:
+            return
+        chars = state.next_chars()
+        if chars is None:
+            # a free word: "\n" and " " sort before every other printable character, so the tokens that start
+            # the next word come first and are walked below; the rest stay in this word and are accepted
+            # unless a separator follows inside the token
+            split = bisect.bisect_left(self.strings, prefix + "!", lo, hi)
+            whole = self.last_separator[split:hi] < depth
+            out.append(self.ids[split:hi][whole])
+            for k in np.flatnonzero(~whole):  # a token that runs past a separator: check it character by character
+                if state.feed(self.strings[split + k][depth:]) is not None:
+                    out.append(self.ids[split + k:split + k + 1])
+            hi, chars = split, "\n "
+        if len(chars) <= 4:  # a few characters: look each up
+            for char in sorted(chars):
+                start = bisect.bisect_left(self.strings, prefix + char, lo, hi)
+                end = bisect.bisect_left(self.strings, prefix + chr(ord(char) + 1), start, hi)
+                if start < end:
+                    self._branch(prefix, state, char, start, end, out)
+            return
+        while lo < hi:  # many: jump over the characters the tokens here have
+            char = self.strings[lo][depth]
+            end = bisect.bisect_left(self.strings, prefix + chr(ord(char) + 1), lo, hi)
+            if char in chars:
+                self._branch(prefix, state, char, lo, end, out)
+            lo = end
+
+    def _branch(self, prefix: str, state: WyckoffState, char: str, lo: int, hi: int, out: list[np.ndarray]) -> None:
+        following = state.step(char)
+        if following is not None:
+            self._walk(prefix + char, following, lo, hi, out)
+
+
+# ------------------------------------------------------------------------------------------- the sampler's side
+CONSTRAINTS = ("none", "grammar", "grammar+spacegroup")
+
+
+class Constraint:
+    """Everything built once per tokenizer and setting: the compiled grammar, llguidance's view of the
+    tokenizer, and the token table of the automaton (Wyckoff text only; the coords text gets the grammar)."""
+
+    def __init__(self, tokenizer, repr: str, mode: str, max_atoms: int = 20) -> None:
+        import llguidance
+        import llguidance.hf
+
+        from plaidpp.constraint.grammar import coords_grammar, wyckoff_grammar
+
+        if mode not in CONSTRAINTS[1:]:
+            raise ValueError(f"constraint must be one of {CONSTRAINTS[1:]}, got {mode!r}")
+        self.mode, self.repr, self.max_atoms = mode, repr, max_atoms
+        self.eos = tokenizer.eos_token_id
+        self.vocab_size = len(tokenizer)
+        self.ll_tokenizer = llguidance.hf.from_tokenizer(tokenizer)
+        text = wyckoff_grammar() if repr == "wyckoff" else coords_grammar(max_atoms)
+        self._prototype = llguidance.LLMatcher(self.ll_tokenizer, llguidance.LLMatcher.grammar_from_lark(text))
+        if self._prototype.is_error():
+            raise RuntimeError(f"grammar does not compile: {self._prototype.get_error()}")
+        self.table = TokenTable(tokenizer) if repr == "wyckoff" else None
+        self.strings = {int(i): s for s, i in zip(self.table.strings, self.table.ids)} if self.table else None
+        self._tokenizer = tokenizer
+
+    def start(self, requested: list[int | None]) -> ConstrainedBatch:
+        """One constrained text per row; ``requested`` is each row's prompted space group (or None)."""
+        fixed = self.mode == "grammar+spacegroup"
+        return ConstrainedBatch(self, [r if fixed else None for r in requested])
+
+    def token_text(self, token: int) -> str:
+        if self.strings is not None and token in self.strings:
+            return self.strings[token]
+        return self._tokenizer.decode([token])
+
+
+@dataclass
+class ConstrainedBatch:
+    """The per-row matchers and automaton states of one batch; ``mask`` before each draw, ``advance`` after."""
+
+    constraint: Constraint
+    requested: list[int | None]
+    matchers: list = field(default_factory=list)
+    states: list = field(default_factory=list)
+    dead_ends: int = 0  # rows whose every token was masked (never expected: counted, and the row left free)
+
+    def __post_init__(self) -> None:
+        c = self.constraint
+        self.matchers = [c._prototype.deep_copy() for _ in self.requested]
+        self.states = [WyckoffState(requested=r, max_atoms=c.max_atoms) if c.table else None for r in self.requested]
+
+    def mask(self, logits, rows: list[int]) -> None:
+        """Set to -inf, in place, the logits of tokens the constraint forbids; row ``k`` of ``logits`` is text
+        ``rows[k]``."""
+        import torch
+
+        width = logits.shape[1]
+        words = (width + 31) // 32
+        packed = np.zeros((len(rows), words), dtype=np.int32)
+        for k, row in enumerate(rows):
+            self.matchers[row].unsafe_compute_mask_ptr(packed[k].ctypes.data, packed[k].nbytes)
+        allowed = np.unpackbits(packed.view(np.uint8), axis=1, bitorder="little")[:, :width].astype(bool)
+        if self.constraint.table is not None:
+            for k, row in enumerate(rows):
+                state = self.states[row]
+                if state is None:
+                    continue
+                keep = np.zeros(width, dtype=bool)
+                keep[self.constraint.table.allowed(state)] = True
+                keep[self.constraint.eos] = state.can_end()
+                both = allowed[k] & keep
+                if both.any():
+                    allowed[k] = both
+                else:
+                    self.dead_ends += 1
+        logits.masked_fill_(~torch.from_numpy(allowed), float("-inf"))
+
+    def advance(self, rows: list[int], tokens: list[int]) -> None:
+        for row, token in zip(rows, tokens):
+            self.matchers[row].consume_token(int(token))
+            state = self.states[row]
+            if state is not None and token != self.constraint.eos:
+                self.states[row] = state.feed(self.constraint.token_text(int(token)))

@@ -1,0 +1,95 @@
+"""What each of the 230 space groups allows in a Wyckoff text: its symbol, lattice, and Wyckoff positions.
+
+The constrained sampler (``plaidpp.constraint``) needs, for every group, the symbol the encoder writes,
+the crystal system (which lattice parameters are tied), the number of lattice points of the conventional cell
+(to bound the atoms of the primitive cell), and for every Wyckoff position its multiplicity, letter and the
+form of its generating point, ``wp.ops[0]`` (the encoder writes ``ops[0]`` applied to pyxtal's point, so each
+coordinate is a constant, a free parameter, or a function of earlier ones: ``x, 2x, 1/4``).
+
+Building these from pyxtal takes ~4 s (230 ``Group`` objects), so they are generated once into
+``spacegroups.json`` beside this file (``python -m plaidpp.constraint.spacegroups``) and a test checks
+the file against pyxtal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+TABLE_FILE = Path(__file__).with_name("spacegroups.json")
+
+# Lattice points per conventional cell, by the first letter of the Hermann-Mauguin symbol (R: the hexagonal
+# setting pyxtal uses, three points per cell).
+CENTERING = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "R": 3, "F": 4}
+
+
+@dataclass(frozen=True)
+class Position:
+    """One Wyckoff position: coordinate ``i`` of its generating point is ``sum_j rotation[i][j] * p_j +
+    translation[i]`` for free parameters ``p`` (x, y, z)."""
+
+    letter: str
+    multiplicity: int
+    rotation: tuple[tuple[int, int, int], ...]
+    translation: tuple[float, float, float]
+    label: str = ""  # multiplicity + letter, as the text writes it ("4c")
+    fixed: bool = False  # no free parameter: one orbit fills it, so two sites cannot both sit on it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", f"{self.multiplicity}{self.letter}")
+        object.__setattr__(self, "fixed", not any(any(row) for row in self.rotation))
+
+
+@dataclass(frozen=True)
+class SpaceGroup:
+    number: int
+    symbol: str  # as the encoder writes it (pyxtal's ``Group.symbol``)
+    lattice_type: str  # triclinic, monoclinic, orthorhombic, tetragonal, trigonal, hexagonal, cubic
+    positions: tuple[Position, ...]  # general position first, as pyxtal lists them
+
+    @property
+    def centering(self) -> int:
+        return CENTERING[self.symbol[0]]
+
+    def position(self, label: str) -> Position | None:
+        return next((p for p in self.positions if p.label == label), None)
+
+
+def build_tables() -> list[dict]:
+    """The tables from pyxtal (slow; used to write ``spacegroups.json`` and by its test)."""
+    from pyxtal.symmetry import Group
+
+    tables = []
+    for number in range(1, 231):
+        group = Group(number)
+        positions = []
+        for wp in group.Wyckoff_positions:
+            matrix = wp.ops[0].affine_matrix
+            rotation = [[int(round(v)) for v in row[:3]] for row in matrix[:3]]
+            translation = [str(Fraction(float(row[3]) % 1.0).limit_denominator(24)) for row in matrix[:3]]
+            positions.append({"letter": wp.letter, "multiplicity": int(wp.multiplicity), "rotation": rotation,
+                              "translation": translation})
+        tables.append({"number": number, "symbol": group.symbol, "lattice_type": group.lattice_type,
+                       "positions": positions})
+    return tables
+
+
+@lru_cache(maxsize=1)
+def space_groups() -> dict[int, SpaceGroup]:
+    """All 230 groups by number, from the vendored table."""
+    groups = {}
+    for entry in json.loads(TABLE_FILE.read_text()):
+        positions = tuple(
+            Position(p["letter"], p["multiplicity"], tuple(tuple(r) for r in p["rotation"]),
+                     tuple(float(Fraction(t)) for t in p["translation"]))
+            for p in entry["positions"])
+        groups[entry["number"]] = SpaceGroup(entry["number"], entry["symbol"], entry["lattice_type"], positions)
+    return groups
+
+
+if __name__ == "__main__":
+    TABLE_FILE.write_text(json.dumps(build_tables(), separators=(",", ":")) + "\n")
+    print(f"wrote {TABLE_FILE}")

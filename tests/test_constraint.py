@@ -1,0 +1,144 @@
+"""Constrained decoding (issue 12): the grammar and the automaton accept every real text, and texts sampled
+from random logits under the constraint always decode, add up, keep to their group and never dead-end."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Structure
+
+from plaidpp.representation import get
+from plaidpp.constraint.spacegroups import build_tables, space_groups
+from plaidpp.representation.wyckoff import spacegroup_number
+from plaidpp.constraint.automaton import Constraint, WyckoffState
+from plaidpp.constraint.feasibility import fits
+from plaidpp.constraint.grammar import ELEMENTS
+
+
+@pytest.fixture(scope="module")
+def wyckoff_texts(mp20_sample):
+    """Wyckoff texts of 150 real MP-20 training crystals."""
+    representation = get("wyckoff")
+    return [representation.encode(Structure.from_str(cif, fmt="cif"))
+            for cif in mp20_sample(150, seed=3, split="train")["cif"]]
+
+
+@pytest.fixture(scope="module")
+def crystal_tokenizer(wyckoff_texts):
+    from plaidpp.prompts import unconditional_prompt
+    from plaidpp.training.tokenizer import train_crystal_tokenizer
+
+    return train_crystal_tokenizer([unconditional_prompt() + t for t in wyckoff_texts], vocab_size=700)
+
+
+@pytest.fixture(scope="module")
+def qwen_tokenizer():
+    from plaidpp.data.tokenizer import load_qwen_tokenizer
+
+    return load_qwen_tokenizer()
+
+
+def test_the_vendored_table_is_pyxtals():
+    assert build_tables() == __import__("json").loads(
+        __import__("plaidpp.constraint.spacegroups", fromlist=["TABLE_FILE"]).TABLE_FILE.read_text())
+
+
+@pytest.mark.parametrize("mlip", ["chgnet", "sevennet", "sevennet_l3i5"])
+def test_every_grammar_element_is_known_to_the_potentials_and_the_hull(mlip, make_config):
+    from pymatgen.core import Composition
+
+    from plaidpp.evaluation.mlip import supported_elements
+    from plaidpp.evaluation.score import get_hull
+
+    cfg = make_config("evaluate", f"mlip={mlip}", "samples=-", "out=-")
+    assert set(ELEMENTS) <= supported_elements(cfg.mlip)
+    assert not get_hull(cfg).missing_elements(Composition(" ".join(ELEMENTS)))
+
+
+def test_every_real_text_fits_its_group_and_is_accepted(wyckoff_texts):
+    for text in wyckoff_texts:
+        lines = text.split("\n")
+        number = spacegroup_number(lines[1].split(": ", 1)[1])
+        counts = collections.Counter()
+        for line in lines[5:]:
+            element, *_, label = line.split()
+            counts[element] += space_groups()[number].position(label).multiplicity
+        assert fits(number, counts.values(), max_atoms=20)
+        for requested in (None, number):
+            state = WyckoffState(requested=requested).feed(text)
+            assert state is not None and state.can_end(), text
+
+
+@pytest.mark.parametrize("which", ["crystal", "qwen"])
+def test_every_real_token_is_allowed(which, wyckoff_texts, crystal_tokenizer, qwen_tokenizer):
+    tokenizer = crystal_tokenizer if which == "crystal" else qwen_tokenizer
+    constraint = Constraint(tokenizer, "wyckoff", "grammar")
+    # the automaton's walk of Qwen's 151k tokens takes ~2 s per text here: a few texts cover its token shapes
+    for text in wyckoff_texts[:40 if which == "crystal" else 6]:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        batch = constraint.start([None])
+        for token in ids:
+            logits = torch.zeros(1, len(tokenizer))
+            batch.mask(logits, [0])
+            assert logits[0, token] == 0, (text, tokenizer.decode([token]))
+            batch.advance([0], [token])
+        assert batch.dead_ends == 0
+
+
+def _sample(constraint: Constraint, requested: list[int | None], seed: int, max_new_tokens: int = 600):
+    """Texts drawn from random logits (a model that knows nothing) under the constraint."""
+    rng = np.random.default_rng(seed)
+    batch = constraint.start(requested)
+    live = list(range(len(requested)))
+    tokens: list[list[int]] = [[] for _ in requested]
+    for _ in range(max_new_tokens):
+        logits = torch.from_numpy(rng.normal(0.0, 2.0, (len(live), constraint.vocab_size)).astype(np.float32))
+        batch.mask(logits, live)
+        chosen = torch.multinomial(logits.softmax(-1), 1).squeeze(1).tolist()
+        batch.advance(live, chosen)
+        for row, token in zip(live, chosen):
+            tokens[row].append(token)
+        live = [row for row, token in zip(live, chosen) if token != constraint.eos]
+        if not live:
+            break
+    return tokens, batch, live
+
+
+def _check_text(text: str, requested: int | None):
+    structure = get("wyckoff").decode(text)  # raises DecodeError if it does not decode
+    assert structure.properties["decode_warnings"] == [], text
+    lines = text.split("\n")
+    group = space_groups()[spacegroup_number(lines[1].split(": ", 1)[1])]
+    if requested is not None:
+        assert group.number == requested
+    assert len(structure) <= 20 * group.centering
+    fixed = collections.Counter()
+    for line in lines[5:]:
+        _, *xyz, label = line.split()
+        position = group.position(label)
+        point = np.array([float(v) for v in xyz])
+        params = {}
+        for i, row in enumerate(position.rotation):  # the written point is of the position's form
+            new = [j for j, v in enumerate(row) if v and j not in params]
+            if new:
+                params[new[0]] = point[i] - position.translation[i]
+                continue
+            expected = sum(v * params[j] for j, v in enumerate(row) if v) + position.translation[i]
+            assert abs((point[i] - expected + 0.5) % 1.0 - 0.5) < 0.0015, (line, text)
+        fixed[label] += position.fixed
+    assert max(fixed.values(), default=0) <= 1, text  # no fixed point taken twice
+
+
+@pytest.mark.parametrize("mode", ["grammar", "grammar+spacegroup"])
+def test_random_logits_under_the_constraint_always_decode(mode, crystal_tokenizer):
+    constraint = Constraint(crystal_tokenizer, "wyckoff", mode)
+    rng = np.random.default_rng(0)
+    requested = [None if i % 4 == 0 else int(rng.integers(1, 231)) for i in range(96)]
+    tokens, batch, unfinished = _sample(constraint, requested, seed=1)
+    assert batch.dead_ends == 0 and not unfinished
+    for ids, group in zip(tokens, requested):
+        text = crystal_tokenizer.decode(ids[:-1]).strip()
+        _check_text(text, group if mode == "grammar+spacegroup" else None)

@@ -4,18 +4,19 @@ from random logits under the constraint always decode, add up, keep to their gro
 from __future__ import annotations
 
 import collections
+import json
 
 import numpy as np
 import pytest
 import torch
 from pymatgen.core import Structure
 
-from plaidpp.representation import get
-from plaidpp.constraint.spacegroups import build_tables, space_groups
-from plaidpp.representation.wyckoff import spacegroup_number
 from plaidpp.constraint.automaton import Constraint, WyckoffState
 from plaidpp.constraint.feasibility import fits
 from plaidpp.constraint.grammar import ELEMENTS
+from plaidpp.constraint.spacegroups import TABLE_FILE, build_tables, space_groups
+from plaidpp.representation import get
+from plaidpp.representation.wyckoff import spacegroup_number
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,7 @@ def qwen_tokenizer():
 
 
 def test_the_vendored_table_is_pyxtals():
-    assert build_tables() == __import__("json").loads(
-        __import__("plaidpp.constraint.spacegroups", fromlist=["TABLE_FILE"]).TABLE_FILE.read_text())
+    assert build_tables() == json.loads(TABLE_FILE.read_text())
 
 
 @pytest.mark.parametrize("mlip", ["chgnet", "sevennet", "sevennet_l3i5"])

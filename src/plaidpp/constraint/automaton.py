@@ -4,8 +4,9 @@ Two layers, intersected at every step (``sampling.constraint``):
 
 1. **Syntax** (context-free): the Lark grammar of ``grammar.py``, run by llguidance. It fixes the layout, the
    number formats and ranges, the element vocabulary and the 230 symbols, and turns them into a token mask
-   for any tokenizer (llguidance walks the tokenizer's trie in Rust: ~15-20 µs per token for the crystal BPE,
-   ~40-60 µs for Qwen2.5's 151k tokens, measured on this CPU; docs/generator.md).
+   for any tokenizer (llguidance walks the tokenizer's trie in Rust: 10.6 µs per token for the crystal BPE,
+   25.2 µs for Qwen2.5's 151k tokens over training texts, measured alone on this CPU with the replay of
+   ``benchmarks/bench_constraint.py``).
 2. **State** (what a grammar cannot hold): ``WyckoffState``, a character-level automaton that knows, from the
    text so far, the formula's counts, the space group, the lattice parameters the crystal system ties
    (cubic: a = b = c, angles 90), the atoms still to place and the fixed points already taken. In each field
@@ -28,10 +29,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from plaidpp.constraint.spacegroups import SpaceGroup, space_groups
-from plaidpp.representation.wyckoff import _fmt_coord as format_coordinate  # TODO(issue 12): make it public
 from plaidpp.constraint.feasibility import fits, next_counts, signature
-from plaidpp.constraint.grammar import ELEMENTS
+from plaidpp.constraint.grammar import ELEMENTS, coords_grammar, wyckoff_grammar
+from plaidpp.constraint.spacegroups import SpaceGroup, space_groups
+from plaidpp.representation.wyckoff import (
+    _fmt_coord as format_coordinate,  # TODO(issue 12): make it public
+)
 
 # Lattice parameters a crystal system ties in the conventional cell pyxtal writes (b-unique monoclinic,
 # hexagonal axes for trigonal groups): the index of the length it copies, or None (free: the grammar's range).
@@ -43,7 +46,6 @@ FIXED_ANGLES = {"cubic": ("90.00", "90.00", "90.00"), "tetragonal": ("90.00", "9
 SYMBOLS = {g.symbol: g.number for g in space_groups().values()}
 _ELEMENT_SET = frozenset(ELEMENTS)
 _WORDS_PER_LINE = {1: 2, 2: 4, 3: 4, 4: 2}  # "Spacegroup: P1", "abc: a b c", "angles: ...", "Sites (N)"; sites 5
-_CAPITALS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _NEWLINE = frozenset("\n")
 
 
@@ -421,7 +423,7 @@ class TokenTable:
             if token_id in tokenizer.all_special_ids:
                 continue
             text = tokenizer.decode([token_id])
-            if text and text.isascii() and text.isprintable() or text in ("\n",) or (text.isascii() and "\n" in text):
+            if text and text.isascii() and (text.isprintable() or "\n" in text):  # crystal texts are ASCII
                 strings.append((text, token_id))
         strings.sort()
         self.strings = [s for s, _ in strings]
@@ -497,8 +499,6 @@ class Constraint:
     def __init__(self, tokenizer, repr: str, mode: str, max_atoms: int = 20) -> None:
         import llguidance
         import llguidance.hf
-
-        from plaidpp.constraint.grammar import coords_grammar, wyckoff_grammar
 
         if mode not in CONSTRAINTS[1:]:
             raise ValueError(f"constraint must be one of {CONSTRAINTS[1:]}, got {mode!r}")

@@ -78,12 +78,11 @@ def _leftovers(free: tuple[int, ...], counts: tuple[int, ...], fixed: tuple[int,
     return frozenset(out)
 
 
-def fits(number: int, counts, used: frozenset[str] = frozenset(), max_atoms: int | None = None,
-         placed: int = 0) -> bool:
+def fits(number: int, counts, used: frozenset[str] = frozenset(), max_atoms: int | None = None) -> bool:
     """Whether elements with ``counts`` (atoms still to place) fit group ``number`` with the fixed points
-    ``used`` taken; ``max_atoms`` bounds the primitive cell, counting the ``placed`` atoms too."""
+    ``used`` taken; ``max_atoms`` bounds the primitive cell."""
     counts = tuple(sorted(int(c) for c in counts if c))
-    if max_atoms is not None and placed + sum(counts) > max_atoms * space_groups()[number].centering:
+    if max_atoms is not None and sum(counts) > max_atoms * space_groups()[number].centering:
         return False
     return bool(_leftovers(_free_multiplicities(number), counts, fixed_multiplicities(number, used)))
 
@@ -121,11 +120,3 @@ def signature(number: int) -> tuple:
     interchangeable here)."""
     return (space_groups()[number].centering, _free_multiplicities(number), fixed_multiplicities(number))
 
-
-@lru_cache(maxsize=1)
-def representatives() -> dict[tuple, tuple[int, ...]]:
-    """Signature -> the groups that share it."""
-    out: dict[tuple, list[int]] = {}
-    for number in range(1, 231):
-        out.setdefault(signature(number), []).append(number)
-    return {k: tuple(v) for k, v in out.items()}

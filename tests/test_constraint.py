@@ -142,3 +142,30 @@ def test_random_logits_under_the_constraint_always_decode(mode, crystal_tokenize
     for ids, group in zip(tokens, requested):
         text = crystal_tokenizer.decode(ids[:-1]).strip()
         _check_text(text, group if mode == "grammar+spacegroup" else None)
+
+
+def test_the_samplers_draw_check_agrees_with_the_mask(crystal_tokenizer):
+    """The compact sampler keeps a draw when ``accepts`` says yes and redraws from the masked logits otherwise:
+    exact only if ``accepts`` is the mask, token for token (checked on the tokens random texts meet)."""
+    constraint = Constraint(crystal_tokenizer, "wyckoff", "grammar+spacegroup")
+    rng = np.random.default_rng(5)
+    requested = [None, 15, 194, 216, 1, 62]
+    batch = constraint.start(requested)
+    live = list(range(len(requested)))
+    checked = 0
+    for _ in range(400):
+        logits = torch.from_numpy(rng.normal(0.0, 2.0, (len(live), constraint.vocab_size)).astype(np.float32))
+        batch.mask(logits, live)
+        allowed = torch.isfinite(logits)
+        for k, row in enumerate(live):
+            probe = [int(t) for t in rng.choice(constraint.vocab_size, 25, replace=False)]
+            probe += torch.nonzero(allowed[k]).squeeze(1).tolist()[:10]
+            assert batch.accepts([row] * len(probe), probe) == [bool(allowed[k, t]) for t in probe]
+            checked += len(probe)
+        batch._fed.clear()  # the probes' stashed states are not the draw's
+        chosen = torch.multinomial(logits.softmax(-1), 1).squeeze(1).tolist()
+        batch.advance(live, chosen)
+        live = [row for row, token in zip(live, chosen) if token != constraint.eos]
+        if not live:
+            break
+    assert not live and checked > 5000 and batch.dead_ends == 0

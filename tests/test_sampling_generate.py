@@ -32,9 +32,9 @@ def _tiny_model(tokenizer, seed: int = 0):
 
 
 def _generate(model, tokenizer, prompts, n, *, temperature, out_path, seed, top_p=1.0, batch_size=128,
-              max_attempts=5, max_new_tokens=384, **kwargs):
-    sampler = SamplerSettings(top_p=top_p, batch_size=batch_size, max_attempts=max_attempts,
-                              max_new_tokens=max_new_tokens)
+              max_attempts=5, max_new_tokens=384, constraint="none", engine="compact", max_atoms=20, **kwargs):
+    sampler = SamplerSettings(constraint=constraint, top_p=top_p, batch_size=batch_size, max_attempts=max_attempts,
+                              max_new_tokens=max_new_tokens, engine=engine, max_atoms=max_atoms)
     return generate(model, tokenizer, prompts, n, sampler=sampler, temperature=temperature, repr="wyckoff",
                     out_path=out_path, seed=seed, model_id="test-model", progress=False, **kwargs)
 
@@ -89,7 +89,7 @@ def test_garbage_model_finishes_with_every_failure_counted(garbage_model, tokeni
     assert [requested_spacegroup(r["prompt"]) for r in finals] == [None] * 5 + [15] * 3
     assert {r["spacegroup"] for r in finals} == {None, 15}
     assert set(rows[0]) == {"index", "attempt", "text", "repr", "spacegroup", "prompt", "temperature", "top_p",
-                            "seed", "decoded", "decode_reason", "final"}
+                            "seed", "constraint", "decoded", "decode_reason", "final"}
 
 
 def test_resampling_stops_at_the_first_decoded_attempt(parrot_model, tokenizer, tmp_path):
@@ -206,3 +206,29 @@ def test_a_second_writer_of_one_samples_file_is_refused(garbage_model, tokenizer
             _generate(garbage_model, tokenizer, [unconditional_prompt()], n=2, temperature=1.0, out_path=out, seed=0,
                       max_new_tokens=4)
     assert not out.exists() or out.read_text() == ""
+
+
+@pytest.mark.parametrize(("engine", "top_p"), [("compact", 1.0), ("compact", 0.95), ("hf", 1.0)])
+def test_a_garbage_model_under_the_constraint_writes_only_texts_that_decode(garbage_model, tokenizer, tmp_path,
+                                                                            engine, top_p):
+    """A random model's draws are nearly all forbidden, so this runs the redraw path (compact, top_p 1), the
+    mask-every-step path (top_p < 1) and the logits processor of model.generate; every text decodes at the first
+    attempt and a space-group prompt's group is the text's."""
+    out = tmp_path / "samples.jsonl"
+    prompts = [unconditional_prompt(), spacegroup_prompt(15), spacegroup_prompt(194)]
+    stats = _generate(garbage_model, tokenizer, prompts, n=[4, 3, 3], temperature=1.0, top_p=top_p, batch_size=5,
+                      max_attempts=3, out_path=out, seed=2, constraint="grammar+spacegroup", engine=engine,
+                      max_atoms=4, max_new_tokens=300)
+    rows = _rows(out)
+    assert stats.attempts == 10 and stats.decoded == 10 and stats.constraint_dead_ends == 0
+    assert all(row["constraint"] == "grammar+spacegroup" and row["decoded"] and row["attempt"] == 0 for row in rows)
+    if engine == "compact" and top_p == 1.0:
+        assert stats.constraint_redraws > 0  # the fast path was exercised, not bypassed
+    representation = get("wyckoff")
+    for row in rows:
+        structure = representation.decode(row["text"])
+        assert len(structure) <= 4 * 4  # max_atoms primitive atoms, at most a 4x centred conventional cell
+        if row["spacegroup"] is not None:
+            assert structure.properties["spacegroup_number"] == row["spacegroup"], row["text"]
+    record = json.loads(out.with_name(out.name + ".run.json").read_text())
+    assert record["constraint"] == "grammar+spacegroup" and record["max_atoms"] == 4

@@ -15,7 +15,7 @@ import torch
 
 from plaidpp.config import compose
 from plaidpp.prompts import spacegroup_prompt, unconditional_prompt
-from plaidpp.sampling.generate import generate
+from plaidpp.sampling.generate import final_rows, generate
 from plaidpp.settings.sampling import SamplerSettings
 
 from .conftest import shrunk_overrides
@@ -69,11 +69,17 @@ def test_qwen_path_trains_an_adapter_and_samples_from_it(stand_in, tmp_path, qua
     model, tokenizer = load_model_and_tokenizer(str(out), cfg.model, for_training=False)
     assert getattr(model.base_model.model, "is_loaded_in_4bit", False) == quantized
     assert len(tokenizer) == len(load_model_and_tokenizer.__globals__["load_tokenizer"](str(stand_in)))
-    sampler = SamplerSettings(batch_size=4, max_attempts=2, max_new_tokens=6)
+    # Under the constraint with Qwen's tokenizer: 12 tokens cannot finish a crystal, but every one is allowed
+    # (the text so far is a prefix the automaton accepts) and the prompted group is written.
+    sampler = SamplerSettings(constraint="grammar+spacegroup", batch_size=4, max_attempts=2, max_new_tokens=12)
     stats = generate(model, tokenizer, [unconditional_prompt(), spacegroup_prompt(216)], n=2, sampler=sampler,
                      temperature=1.0, repr="wyckoff", out_path=tmp_path / "s.jsonl", seed=0, model_id="stand-in",
                      progress=False)
-    assert stats.finals == 4
+    assert stats.finals == 4 and stats.constraint_dead_ends == 0
+    from plaidpp.constraint.automaton import WyckoffState
+
+    for row in final_rows(tmp_path / "s.jsonl"):
+        assert WyckoffState(requested=row["spacegroup"]).feed(row["text"]) is not None, row["text"]
 
     # Reloading for training (what DPO does) gives trainable LoRA weights that take a gradient step.
     model, tokenizer = load_model_and_tokenizer(str(out), cfg.model, for_training=True)

@@ -32,9 +32,8 @@ import numpy as np
 from plaidpp.constraint.feasibility import fits, next_counts, signature
 from plaidpp.constraint.grammar import ELEMENTS, coords_grammar, wyckoff_grammar
 from plaidpp.constraint.spacegroups import SpaceGroup, space_groups
-from plaidpp.representation.wyckoff import (
-    _fmt_coord as format_coordinate,  # TODO(issue 12): make it public
-)
+from plaidpp.representation.wyckoff import format_coordinate
+from plaidpp.settings.sampling import CONSTRAINTS
 
 # Lattice parameters a crystal system ties in the conventional cell pyxtal writes (b-unique monoclinic,
 # hexagonal axes for trigonal groups): the index of the length it copies, or None (free: the grammar's range).
@@ -489,7 +488,6 @@ class TokenTable:
 
 
 # ------------------------------------------------------------------------------------------- the sampler's side
-CONSTRAINTS = ("none", "grammar", "grammar+spacegroup")
 
 
 class Constraint:
@@ -534,6 +532,8 @@ class ConstrainedBatch:
     matchers: list = field(default_factory=list)
     states: list = field(default_factory=list)
     dead_ends: int = 0  # rows whose every token was masked (never expected: counted, and the row left free)
+    redraws: int = 0  # the sampler's count of forbidden draws it redrew (``accepts``)
+    _fed: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         c = self.constraint
@@ -564,11 +564,46 @@ class ConstrainedBatch:
                     allowed[k] = both
                 else:
                     self.dead_ends += 1
+        for k in np.flatnonzero(~allowed.any(axis=1)):  # nothing at all (the grammar stopped): leave the row free
+            allowed[k] = True
+            self.dead_ends += 1
         logits.masked_fill_(~torch.from_numpy(allowed), float("-inf"))
+
+    def accepts(self, rows: list[int], tokens: list[int]) -> list[bool]:
+        """Whether each row's drawn token is one the mask would have kept (for the sampler's fast path: a draw
+        from the unmasked distribution that the constraint allows is kept, the others are redrawn from the masked
+        one; the result is exactly the masked distribution, at the cost of one check per token instead of a
+        mask). The automaton's next state of an accepted token is kept for ``advance``.
+
+        The grammar's part is read from llguidance's mask, not ``validate_tokens``: where the grammar forces a
+        literal the mask keeps only its canonical tokens (``Spacegroup``, not ``S`` + ``pacegroup``) while
+        ``validate_tokens`` accepts any spelling, and the two paths must agree token for token."""
+        out = []
+        words = np.zeros((self.constraint.vocab_size + 31) // 32, dtype=np.int32)
+        for row, token in zip(rows, tokens):
+            token, state, matcher = int(token), self.states[row], self.matchers[row]
+            ok = matcher.validate_tokens([token]) == 1  # cheap, and never narrower than the mask
+            if ok:
+                matcher.unsafe_compute_mask_ptr(words.ctypes.data, words.nbytes)
+                ok = bool((int(words[token >> 5]) >> (token & 31)) & 1)
+            if ok and state is not None:
+                if token == self.constraint.eos:
+                    ok = state.can_end()
+                else:
+                    following = state.feed(self.constraint.token_text(token))
+                    ok = following is not None
+                    if ok:
+                        self._fed[row] = (token, following)
+            out.append(ok)
+        return out
 
     def advance(self, rows: list[int], tokens: list[int]) -> None:
         for row, token in zip(rows, tokens):
-            self.matchers[row].consume_token(int(token))
+            token = int(token)
+            self.matchers[row].consume_token(token)
             state = self.states[row]
-            if state is not None and token != self.constraint.eos:
-                self.states[row] = state.feed(self.constraint.token_text(int(token)))
+            fed = self._fed.pop(row, None)
+            if fed is not None and fed[0] == token:
+                self.states[row] = fed[1]
+            elif state is not None and token != self.constraint.eos:
+                self.states[row] = state.feed(self.constraint.token_text(token))

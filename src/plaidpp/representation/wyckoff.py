@@ -102,7 +102,8 @@ def _wyckoff_position(number: int, letter: str) -> Wyckoff_position | None:
     return None
 
 
-def _fmt_coord(x: float) -> str:
+def format_coordinate(x: float) -> str:
+    """A fractional coordinate as the text writes it (3 decimals, in [0, 1)); the constraint forces the same."""
     value = round(float(x) % 1.0, 3) % 1.0  # 0.9996 -> 0.000, never "1.000"
     return f"{value + 0.0:.3f}"  # + 0.0 turns -0.0 into 0.0
 
@@ -166,7 +167,7 @@ class WyckoffRepresentation:
             counts[site.specie] = counts.get(site.specie, 0) + site.wp.multiplicity
             # Canonical generating point: the Wyckoff position's first operation applied to pyxtal's.
             point = site.wp.ops[0].operate(np.asarray(site.position, dtype=float))
-            coords = " ".join(_fmt_coord(x) for x in point)
+            coords = " ".join(format_coordinate(x) for x in point)
             site_lines.append(f"{site.specie} {coords} {site.wp.multiplicity}{site.wp.letter}")
         a, b, c, alpha, beta, gamma = crystal.lattice.get_para(degree=True)
         header = [

@@ -9,6 +9,14 @@ cut off before appending.
 Slot layout: prompt ``p`` owns ``n[p]`` consecutive slot indices (``n`` may be one int for all prompts).
 A slot's attempt is kept (``final``) when it decodes, or when it is the slot's ``max_attempts``-th try.
 
+Constrained decoding (``sampler.constraint``, ``plaidpp.constraint``): the compact engine draws from the
+model's distribution and checks the drawn token against the constraint; only a forbidden draw pays for a full
+mask and is redrawn from the masked distribution. That is exactly sampling from the masked, renormalised
+distribution (an allowed token t is kept with p(t), or drawn after a rejection with (1 - A) p(t) / A, where
+A is the allowed mass: p(t) / A in all), and the mask is computed for a few tokens in a hundred instead of
+every one. With ``top_p`` < 1 the nucleus is taken of the masked distribution, so every step is masked; the
+``hf`` engine masks every step (a ``LogitsProcessor`` placed before its temperature and top-p warpers).
+
 A file is resumed only by the run that started it: ``<out>.run.json`` records everything that changes a
 sample (model content, representation, temperature, sampler settings, seed, prompts and counts), and a
 different run on the same file is refused in one line. While a run writes, it holds ``<out>.lock``; a second
@@ -25,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -34,6 +42,9 @@ from plaidpp.errors import UserError
 from plaidpp.io import exclusive, write_json
 from plaidpp.representation import DecodeError, get
 from plaidpp.settings.sampling import SamplerSettings
+
+if TYPE_CHECKING:  # the constraint package loads llguidance: imported when a constraint is asked for
+    from plaidpp.constraint.automaton import ConstrainedBatch
 
 _SPACEGROUP_IN_PROMPT = re.compile(r"The spacegroup number is (\d+)\.")
 
@@ -58,6 +69,9 @@ class SamplingStats:
     seconds: float = 0.0
     generate_seconds: float = 0.0
     decode_reasons: dict[str, int] = field(default_factory=dict)
+    constraint: str = "none"
+    constraint_redraws: int = 0  # draws the constraint forbade (redrawn from the masked distribution)
+    constraint_dead_ends: int = 0  # steps at which the constraint allowed no token (never expected; left free)
 
     @property
     def crystals_per_s(self) -> float:
@@ -82,6 +96,8 @@ class SamplingStats:
             "generate_seconds": round(self.generate_seconds, 3),
             "crystals_per_s": self.crystals_per_s, "attempts_per_s": self.attempts_per_s,
             "tokens_per_s": self.tokens_per_s, "decode_reasons": dict(sorted(self.decode_reasons.items())),
+            "constraint": self.constraint, "constraint_redraws": self.constraint_redraws,
+            "constraint_dead_ends": self.constraint_dead_ends,
         }
 
 
@@ -128,9 +144,39 @@ def _filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
 
 
+def _draw(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:
+    """One token per row: temperature, then nucleus filtering, then one multinomial draw (argmax at 0)."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    logits = _filter_top_p(logits / float(temperature), float(top_p))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+
+
+def _constrained_draw(logits: torch.Tensor, rows: list[int], temperature: float, top_p: float,
+                      generator: torch.Generator, constrained: ConstrainedBatch | None) -> torch.Tensor:
+    """``_draw`` under the constraint (module docstring: check the draw, mask and redraw only when forbidden)."""
+    if constrained is None:
+        return _draw(logits, temperature, top_p, generator)
+    if top_p < 1.0:
+        constrained.mask(logits, rows)
+        chosen = _draw(logits, temperature, top_p, generator)
+    else:
+        chosen = _draw(logits, temperature, top_p, generator)
+        ok = constrained.accepts(rows, chosen.tolist())
+        redo = [k for k, good in enumerate(ok) if not good]
+        if redo:
+            constrained.redraws += len(redo)
+            sub = logits[redo]
+            constrained.mask(sub, [rows[k] for k in redo])
+            chosen[redo] = _draw(sub, temperature, top_p, generator)
+    constrained.advance(rows, chosen.tolist())
+    return chosen
+
+
 @torch.inference_mode()
 def _sample_batch_compact(model, tokenizer, prompts: list[str], temperature: float, top_p: float,
-                          max_new_tokens: int, seed: int) -> tuple[list[str], int]:
+                          max_new_tokens: int, seed: int,
+                          constrained: ConstrainedBatch | None = None) -> tuple[list[str], int]:
     """Sample one continuation per prompt with the KV cache, dropping each sequence from the batch (and
     from the cache) as soon as it writes EOS.
 
@@ -155,13 +201,10 @@ def _sample_batch_compact(model, tokenizer, prompts: list[str], temperature: flo
     new_tokens = 0
     for _ in range(int(max_new_tokens)):
         logits = out.logits[:, -1, :].float()
-        if temperature > 0:
-            logits = _filter_top_p(logits / float(temperature), float(top_p))
-            chosen = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
-        else:
-            chosen = logits.argmax(-1)
-        new_tokens += len(live)
-        for row, token in zip(live.tolist(), chosen.tolist()):
+        rows = live.tolist()
+        chosen = _constrained_draw(logits, rows, temperature, top_p, generator, constrained)
+        new_tokens += len(rows)
+        for row, token in zip(rows, chosen.tolist()):
             tokens[row].append(token)
         done = chosen == eos
         if done.all():
@@ -178,21 +221,51 @@ def _sample_batch_compact(model, tokenizer, prompts: list[str], temperature: flo
     return [t.strip() for t in texts], new_tokens
 
 
+class _ConstraintProcessor:
+    """``model.generate``'s side of the constraint: a logits processor that advances each row's matcher and
+    automaton by the token the previous step drew, then masks what they forbid. Rows that wrote EOS are left
+    alone (generate pads them)."""
+
+    def __init__(self, constrained: ConstrainedBatch, prompt_length: int, eos: int) -> None:
+        self.constrained, self.prompt_length, self.eos = constrained, prompt_length, eos
+        self.done: set[int] = set()
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] > self.prompt_length:
+            last = input_ids[:, -1].tolist()
+            rows = [r for r in range(len(last)) if r not in self.done]
+            self.constrained.advance(rows, [last[r] for r in rows])
+            self.done.update(r for r in rows if last[r] == self.eos)
+        live = [r for r in range(scores.shape[0]) if r not in self.done]
+        if live:
+            sub = scores[live]
+            self.constrained.mask(sub, live)
+            scores[live] = sub
+        return scores
+
+
 @torch.inference_mode()
 def _sample_batch_hf(model, tokenizer, prompts: list[str], temperature: float, top_p: float,
-                     max_new_tokens: int, seed: int) -> tuple[list[str], int]:
+                     max_new_tokens: int, seed: int,
+                     constrained: ConstrainedBatch | None = None) -> tuple[list[str], int]:
     """The same with ``model.generate`` (reference implementation; slower for ragged lengths)."""
+    from transformers import LogitsProcessorList
+
     device = next(model.parameters()).device
     encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
     torch.manual_seed(seed)
     sampling = {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p), "top_k": 0} \
         if temperature > 0 else {"do_sample": False}
+    processors = LogitsProcessorList()
+    if constrained is not None:
+        processors.append(_ConstraintProcessor(constrained, encoded["input_ids"].shape[1], tokenizer.eos_token_id))
     output = model.generate(
         **encoded,
         max_new_tokens=int(max_new_tokens),
         use_cache=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        logits_processor=processors,
         **sampling,
     )
     new = output[:, encoded["input_ids"].shape[1]:]
@@ -212,7 +285,8 @@ def run_record(model_id: str, repr: str, temperature: float, sampler: SamplerSet
     prompts = hashlib.sha256("\x00".join(slot_prompt).encode()).hexdigest()[:16]
     return {"model": model_id, "repr": repr, "temperature": float(temperature), "top_p": sampler.top_p,
             "batch_size": sampler.batch_size, "max_attempts": sampler.max_attempts,
-            "max_new_tokens": sampler.max_new_tokens, "engine": sampler.engine, "seed": int(seed),
+            "max_new_tokens": sampler.max_new_tokens, "engine": sampler.engine, "constraint": sampler.constraint,
+            "max_atoms": sampler.max_atoms, "seed": int(seed),
             "n_slots": len(slot_prompt), "prompts_sha256": prompts}
 
 
@@ -262,6 +336,7 @@ def generate(
     """
     sample_batch = ENGINES[sampler.engine]
     representation = get(repr)
+    constraint = None if sampler.constraint == "none" else _constraint(tokenizer, repr, sampler)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     slot_prompt = slot_prompts(list(prompts), n)
@@ -269,12 +344,27 @@ def generate(
     with exclusive(out_path, "a sampler"):
         check_resumable(out_path, record)
         write_json(out_path.with_name(out_path.name + ".run.json"), record)
-        return _sample_into(model, tokenizer, representation, slot_prompt, sample_batch, sampler, temperature, repr,
-                            out_path, seed, progress, on_batch)
+        return _sample_into(model, tokenizer, representation, constraint, slot_prompt, sample_batch, sampler,
+                            temperature, repr, out_path, seed, progress, on_batch)
 
 
-def _sample_into(model, tokenizer, representation, slot_prompt: list[str], sample_batch, sampler: SamplerSettings,
-                 temperature: float, repr: str, out_path: Path, seed: int, progress: bool,
+_CONSTRAINTS: dict[tuple, Any] = {}
+
+
+def _constraint(tokenizer, repr: str, sampler: SamplerSettings):
+    """The compiled constraint for a tokenizer, built once per process (RLIP samples many times with one
+    tokenizer, and the automaton's token table caches what it has walked)."""
+    from plaidpp.constraint.automaton import Constraint
+
+    key = (tokenizer.name_or_path, len(tokenizer), tokenizer.eos_token_id, repr, sampler.constraint,
+           sampler.max_atoms)
+    if key not in _CONSTRAINTS:
+        _CONSTRAINTS[key] = Constraint(tokenizer, repr, sampler.constraint, sampler.max_atoms)
+    return _CONSTRAINTS[key]
+
+
+def _sample_into(model, tokenizer, representation, constraint, slot_prompt: list[str], sample_batch,
+                 sampler: SamplerSettings, temperature: float, repr: str, out_path: Path, seed: int, progress: bool,
                  on_batch: Callable[[SamplingStats], None] | None) -> SamplingStats:
     existing = _read_existing(out_path)
     attempts_done: dict[int, int] = {}
@@ -288,7 +378,7 @@ def _sample_into(model, tokenizer, representation, slot_prompt: list[str], sampl
         if row["final"]:
             finished.add(index)
     queue = [(i, attempts_done.get(i, 0)) for i in range(len(slot_prompt)) if i not in finished]
-    stats = SamplingStats(n_slots=len(slot_prompt), n_final_before=len(finished))
+    stats = SamplingStats(n_slots=len(slot_prompt), n_final_before=len(finished), constraint=sampler.constraint)
     was_training = model.training
     model.eval()
     started = time.perf_counter()
@@ -299,9 +389,15 @@ def _sample_into(model, tokenizer, representation, slot_prompt: list[str], sampl
             batch, queue = queue[:batch_size], queue[batch_size:]
             batch_seed = (int(seed) * 1_000_003 + batch[0][0] * 7919 + batch[0][1]) % (2**31 - 1)
             gen_started = time.perf_counter()
+            constrained = None if constraint is None else \
+                constraint.start([requested_spacegroup(slot_prompt[i]) for i, _ in batch])
             texts, new_tokens = sample_batch(model, tokenizer, [slot_prompt[i] for i, _ in batch],
-                                              temperature, sampler.top_p, sampler.max_new_tokens, batch_seed)
+                                              temperature, sampler.top_p, sampler.max_new_tokens, batch_seed,
+                                              constrained)
             stats.generate_seconds += time.perf_counter() - gen_started
+            if constrained is not None:
+                stats.constraint_redraws += constrained.redraws
+                stats.constraint_dead_ends += constrained.dead_ends
             stats.new_tokens += new_tokens
             lines, retry = [], []
             for (index, attempt), text in zip(batch, texts):
@@ -321,6 +417,7 @@ def _sample_into(model, tokenizer, representation, slot_prompt: list[str], sampl
                     "index": index, "attempt": attempt, "text": text, "repr": repr,
                     "spacegroup": requested_spacegroup(prompt), "prompt": prompt,
                     "temperature": float(temperature), "top_p": float(sampler.top_p), "seed": batch_seed,
+                    "constraint": sampler.constraint,
                     "decoded": reason is None, "decode_reason": reason, "final": final,
                 }))
             handle.write("".join(line + "\n" for line in lines))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from plaidpp.settings.base import nested, setting
 from plaidpp.settings.data import REPRESENTATIONS
 from plaidpp.settings.evaluation import MLIP_PRESETS
+from plaidpp.settings.sampling import CONSTRAINTS
 
 
 def _value(key: str) -> tuple[str, bool]:
@@ -62,6 +63,9 @@ class SampleParams:
     temperature: float = setting(help="sampling temperature of evaluation samples (SFT baseline and RLIP "
                                  "evaluation, so they compare)", gt=0,
                                  feeds={"sample": _value("temperature"), "rlip": _value("evaluation.temperature")})
+    constraint: str = setting(help="constrained decoding of every sampler call (SFT baseline, RLIP rollouts and "
+                              "evaluation samples): none | grammar | grammar+spacegroup", choices=CONSTRAINTS,
+                              feeds={"sample": _value("sampler.constraint"), "rlip": _value("sampler.constraint")})
 
 
 @dataclass

@@ -15,6 +15,9 @@ from plaidpp.settings.base import SettingError, setting
 # P1, C2/c, Amm2, I-4m2, P3, P6_3/mmc, F-43m.
 PAPER_SPACEGROUPS = (1, 15, 38, 119, 143, 194, 216)
 ENGINES = ("compact", "hf")
+# none: the paper's sampler (resample what does not decode); grammar: every text decodes (plaidpp.constraint);
+# grammar+spacegroup: and a space-group prompt fixes the text's group.
+CONSTRAINTS = ("none", "grammar", "grammar+spacegroup")
 
 
 def temperature_setting(help: str):  # noqa: A002
@@ -24,12 +27,17 @@ def temperature_setting(help: str):  # noqa: A002
 
 @dataclass
 class SamplerSettings:
+    constraint: str = setting(help="constrained decoding: none (the paper's sampler, the reference) | grammar (every "
+                              "text decodes: layout, ranges, lattice of the stated group, Wyckoff positions and "
+                              "their coordinate forms, counts that add up) | grammar+spacegroup (and a "
+                              "space-group prompt fixes the group); docs/generator.md", choices=CONSTRAINTS)
     top_p: float = setting(1.0, help="nucleus sampling mass (1 = off)", gt=0, le=1)
     batch_size: int = setting(128, help="sequences generated together; 128 measured fastest on 2 cores "
                               "(45 crystals/s, docs/generator.md)", ge=1)
     max_attempts: int = setting(5, help="tries per slot: text that does not decode is resampled (paper: resample "
                                 "until it parses); the last failure is kept and counted", ge=1)
     max_new_tokens: int = setting(384, help="tokens per crystal; MP-20 needs < 250 of the crystal BPE", ge=1)
+    max_atoms: int = setting(20, help="atoms per primitive cell the constraint allows (MP-20: 20)", ge=1)
     engine: str = setting("compact", help="compact: KV-cache loop that drops finished rows; hf: model.generate",
                           choices=ENGINES)
 

@@ -89,16 +89,19 @@ def test_every_real_token_is_allowed(which, wyckoff_texts, crystal_tokenizer, qw
 
 
 def _sample(constraint: Constraint, requested: list[int | None], seed: int, max_new_tokens: int = 600):
-    """Texts drawn from random logits (a model that knows nothing) under the constraint."""
+    """Texts drawn from random logits (a model that knows nothing) under the constraint, through the compact
+    sampler's draw (check each draw, redraw a forbidden one from the fast mask): nearly every draw of a random
+    model is forbidden, so this is the redraw path at every step."""
+    from plaidpp.sampling.generate import _constrained_draw
+
     rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
     batch = constraint.start(requested)
     live = list(range(len(requested)))
     tokens: list[list[int]] = [[] for _ in requested]
     for _ in range(max_new_tokens):
         logits = torch.from_numpy(rng.normal(0.0, 2.0, (len(live), constraint.vocab_size)).astype(np.float32))
-        batch.mask(logits, live)
-        chosen = torch.multinomial(logits.softmax(-1), 1).squeeze(1).tolist()
-        batch.advance(live, chosen)
+        chosen = _constrained_draw(logits, live, 1.0, 1.0, generator, batch).tolist()
         for row, token in zip(live, chosen):
             tokens[row].append(token)
         live = [row for row, token in zip(live, chosen) if token != constraint.eos]

@@ -31,7 +31,7 @@ import numpy as np
 
 from plaidpp.constraint.feasibility import fits, next_counts, signature
 from plaidpp.constraint.grammar import ELEMENTS, coords_grammar, wyckoff_grammar
-from plaidpp.constraint.spacegroups import SpaceGroup, space_groups
+from plaidpp.constraint.spacegroups import SpaceGroup, coincide, space_groups
 from plaidpp.representation.wyckoff import format_coordinate
 from plaidpp.settings.sampling import CONSTRAINTS
 
@@ -46,6 +46,12 @@ SYMBOLS = {g.symbol: g.number for g in space_groups().values()}
 _ELEMENT_SET = frozenset(ELEMENTS)
 _WORDS_PER_LINE = {1: 2, 2: 4, 3: 4, 4: 2}  # "Spacegroup: P1", "abc: a b c", "angles: ...", "Sites (N)"; sites 5
 _NEWLINE = frozenset("\n")
+# Values for free parameters not written yet, when a site's coordinates so far are checked (``_point_fits``): a
+# point that lies on a special position for both sets lies on it for every value (a chance coincidence with a
+# symmetry element, within the 0.0035 tolerance, would need both sets to meet one at once).
+GENERIC = ((0.1372, 0.2913, 0.4187), (0.3119, 0.0671, 0.2288))
+_NO_POINTS = np.zeros((0, 3))
+COORDINATE_LENGTH = 5  # "0.ddd", the grammar's COORD
 
 
 @lru_cache(maxsize=200_000)
@@ -85,6 +91,8 @@ class WyckoffState:
     lengths: tuple[str, ...] = ()
     remaining: dict[str, int] = field(default_factory=dict)  # atoms still to place, by element
     used: frozenset[str] = frozenset()  # fixed points taken
+    occupied: np.ndarray = field(default_factory=lambda: _NO_POINTS)  # every atom placed so far (fractional)
+    placed: tuple[str, ...] = ()  # the site lines written so far (what ``occupied`` follows from, for ``key``)
     site: _Site | None = None
 
     # ----------------------------------------------------------------------------- public
@@ -107,6 +115,13 @@ class WyckoffState:
             new.line, new.partial = self.line + 1, ""
             return new
         new.partial = self.partial + char
+        if self.line >= 5 and char.isdigit():
+            words = new.partial.split(" ")
+            # a coordinate is complete at its last digit (the grammar's COORD is 0.ddd): checked here, not at the
+            # space after it, so a digit that completes a refused point is itself refused and never a dead end
+            if 2 <= len(words) <= 4 and len(words[-1]) == COORDINATE_LENGTH and \
+                    not new._narrow(len(words) - 2, words[-1]):
+                return None
         return new
 
     def feed(self, text: str) -> WyckoffState | None:
@@ -132,7 +147,7 @@ class WyckoffState:
             tuple((p.label, tuple(sorted(params.items()))) for p, params in self.site.alive))
         return (self.requested, self.max_atoms, self.line, self.partial, tuple(self.formula.items()),
                 self.group.number if self.group else None, self.lengths, tuple(sorted(self.remaining.items())),
-                self.used, site)
+                self.used, self.placed, site)
 
     def next_chars(self) -> frozenset[str] | None:
         if "_next" not in self.__dict__:
@@ -178,6 +193,8 @@ class WyckoffState:
         if index == 0:
             return frozenset(self._site_choices()), " "
         if index <= 3:
+            if self.site.applied >= index:  # complete and checked at its last digit: only the space may follow
+                return None, " "
             return self._coordinate_choices(index - 1), " "
         # "\n" when atoms are left after this site (``_finish_line`` checks it for the label written), else EOS
         return frozenset(p.label for p, _ in self.site.alive), "\n"
@@ -196,7 +213,7 @@ class WyckoffState:
         elif self.line >= 5 and index == 0:
             self.site = _Site(word, tuple((p, {}) for p in self._site_choices()[word]))
         elif self.line >= 5 and index <= 3:
-            return self._narrow(index - 1, word)
+            return self.site.applied >= index or self._narrow(index - 1, word)  # narrowed at its last digit
         return True
 
     def _finish_line(self) -> bool:
@@ -209,6 +226,9 @@ class WyckoffState:
         elif self.line >= 5:
             position = self._position(self.partial.rsplit(" ", 1)[1])
             self.remaining, self.used = self._after(position)
+            point = [float(w) for w in self.partial.split(" ")[1:4]]
+            self.occupied = np.concatenate([self.occupied, _orbit(self.group.number, tuple(point))])
+            self.placed = self.placed + (self.partial,)
             self.site = None
             if not any(self.remaining.values()):
                 return False  # every atom is placed: the text ends here (EOS)
@@ -239,17 +259,43 @@ class WyckoffState:
         except ValueError:  # the grammar would not let it through; the automaton says no as well
             return False
         alive = []
+        written = [float(w) for w in self.partial.split(" ")[1:1 + index]] + [value]
         for position, params in self.site.alive:
             row, offset = position.rotation[index], position.translation[index]
             new = [j for j, v in enumerate(row) if v and j not in params]
             if new:  # one new parameter with coefficient 1 (true of every position of the 230 groups)
-                alive.append((position, {**params, new[0]: (value - offset) % 1.0}))
-                continue
-            expected = sum(v * params[j] for j, v in enumerate(row) if v) + offset
-            if abs((value - expected + 0.5) % 1.0 - 0.5) < 0.0015:
+                params = {**params, new[0]: (value - offset) % 1.0}
+            else:
+                expected = sum(v * params[j] for j, v in enumerate(row) if v) + offset
+                if abs((value - expected + 0.5) % 1.0 - 0.5) >= 0.0015:
+                    continue
+            if self._point_fits(position, params, written):
                 alive.append((position, params))
         self.site = _Site(self.site.element, tuple(alive), index + 1)
         return bool(alive)
+
+    def _point_fits(self, position, params: dict[int, float], written: list[float]) -> bool:
+        """No two atoms at one point. Once the site's point is known (every parameter written), it has as many
+        images as the position's multiplicity (a free position's point is not on a special one, where its
+        images coincide) and none of them is an atom already placed. Before that, the point with ``GENERIC``
+        values for the parameters still to come must not lie on a special position for every such value (a
+        mirror through x = 0 with the general position, say), so the line is never led where no value fits;
+        coincidence with placed atoms is left to the last parameter (it holds for isolated values only)."""
+        known = all(j in params for i in range(len(written), 3)
+                    for j, v in enumerate(position.rotation[i]) if v)
+        for generic in GENERIC[:1] if known else GENERIC:
+            point = list(written)
+            for i in range(len(written), 3):
+                row, offset = position.rotation[i], position.translation[i]
+                point.append(sum(v * params.get(j, generic[j]) for j, v in enumerate(row) if v) + offset)
+            if self.group.orbit_size(point) == position.multiplicity:
+                # A fixed position is never checked against placed atoms: ``used`` keeps it from being taken
+                # twice, and a free site on its point would have fewer images than its multiplicity (refused
+                # above); within the tolerance a near-special free site can still be close to it, and refusing
+                # the fixed position's forced coordinates then would be a dead end.
+                return not known or position.fixed or not (len(self.occupied) and
+                                                           coincide(self.group.images(point), self.occupied).any())
+        return False
 
     def _position(self, label: str):
         return next((p for p, _ in self.site.alive if p.label == label), None)
@@ -258,6 +304,11 @@ class WyckoffState:
         remaining = {**self.remaining, self.site.element: self.remaining[self.site.element] - position.multiplicity}
         used = self.used | {position.label} if position.fixed else self.used
         return remaining, used
+
+
+@lru_cache(maxsize=100_000)
+def _orbit(number: int, point: tuple[float, float, float]) -> np.ndarray:
+    return space_groups()[number].orbit(point)
 
 
 @lru_cache(maxsize=200_000)
@@ -430,24 +481,33 @@ class TokenTable:
         # index of the last separator in each token (-1: none): a token in a free field is accepted whole when
         # it has no separator past the walk's depth
         self.last_separator = np.array([max(s.rfind(c) for c in self.SEPARATORS) for s in self.strings])
+        # length of each token's leading run of digits and points: only a token whose run reaches the end of a
+        # coordinate can complete one
+        self.numeric_run = np.array([len(s) - len(s.lstrip("0123456789.")) for s in self.strings])
         self.vocab_size = len(tokenizer)
         self._cache: dict[tuple, np.ndarray] = {}
 
-    def allowed(self, state: WyckoffState) -> np.ndarray:
+    def allowed(self, state: WyckoffState, exact: bool = True) -> np.ndarray:
         """Token ids whose text the automaton accepts from ``state`` (EOS not included). Cached by the state's
-        key: every text of a batch starts from the same state, and many share their first lines' prefixes."""
-        key = state.key()
+        key: every text of a batch starts from the same state, and many share their first lines' prefixes.
+
+        ``exact=False`` skips the one costly check: a token that completes a free coordinate of a site is taken
+        without testing the point it completes (no atom on another, no point on a special position), so the
+        set can hold a few tokens too many. The compact sampler uses it and tests its draw with ``accepts``,
+        removing a refused token and drawing again (exact; measured 3x faster than the exact walk, whose feed
+        of every completing token dominated)."""
+        key = (exact, state.key())
         hit = self._cache.get(key)
         if hit is None:
             out: list[np.ndarray] = []
-            self._walk("", state, 0, len(self.strings), out)
+            self._walk("", state, 0, len(self.strings), out, exact)
             hit = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
             if len(self._cache) >= self.CACHE_SIZE:
                 self._cache.pop(next(iter(self._cache)))  # oldest first
             self._cache[key] = hit
         return hit
 
-    def _walk(self, prefix: str, state: WyckoffState, lo: int, hi: int, out: list[np.ndarray]) -> None:
+    def _walk(self, prefix: str, state: WyckoffState, lo: int, hi: int, out: list[np.ndarray], exact: bool) -> None:
         depth = len(prefix)
         if lo < hi and self.strings[lo] == prefix:
             if depth:
@@ -462,6 +522,11 @@ class TokenTable:
             # unless a separator follows inside the token
             split = bisect.bisect_left(self.strings, prefix + "!", lo, hi)
             whole = self.last_separator[split:hi] < depth
+            if exact and state.line >= 5:
+                # a site's coordinate is checked at its last digit (``WyckoffState.step``): a token that completes
+                # one is fed, not taken whole
+                word = len(state.partial) - state.partial.rfind(" ") - 1
+                whole &= self.numeric_run[split:hi] < depth + COORDINATE_LENGTH - word
             out.append(self.ids[split:hi][whole])
             for k in np.flatnonzero(~whole):  # a token that runs past a separator: check it character by character
                 if state.feed(self.strings[split + k][depth:]) is not None:
@@ -472,19 +537,20 @@ class TokenTable:
                 start = bisect.bisect_left(self.strings, prefix + char, lo, hi)
                 end = bisect.bisect_left(self.strings, prefix + chr(ord(char) + 1), start, hi)
                 if start < end:
-                    self._branch(prefix, state, char, start, end, out)
+                    self._branch(prefix, state, char, start, end, out, exact)
             return
         while lo < hi:  # many: jump over the characters the tokens here have
             char = self.strings[lo][depth]
             end = bisect.bisect_left(self.strings, prefix + chr(ord(char) + 1), lo, hi)
             if char in chars:
-                self._branch(prefix, state, char, lo, end, out)
+                self._branch(prefix, state, char, lo, end, out, exact)
             lo = end
 
-    def _branch(self, prefix: str, state: WyckoffState, char: str, lo: int, hi: int, out: list[np.ndarray]) -> None:
+    def _branch(self, prefix: str, state: WyckoffState, char: str, lo: int, hi: int, out: list[np.ndarray],
+                exact: bool) -> None:
         following = state.step(char)
         if following is not None:
-            self._walk(prefix + char, following, lo, hi, out)
+            self._walk(prefix + char, following, lo, hi, out, exact)
 
 
 # ------------------------------------------------------------------------------------------- the sampler's side
@@ -540,9 +606,9 @@ class ConstrainedBatch:
         self.matchers = [c._prototype.deep_copy() for _ in self.requested]
         self.states = [WyckoffState(requested=r, max_atoms=c.max_atoms) if c.table else None for r in self.requested]
 
-    def mask(self, logits, rows: list[int]) -> None:
+    def mask(self, logits, rows: list[int], exact: bool = True) -> None:
         """Set to -inf, in place, the logits of tokens the constraint forbids; row ``k`` of ``logits`` is text
-        ``rows[k]``."""
+        ``rows[k]`` (``exact=False``: a superset, see ``TokenTable.allowed``)."""
         import torch
 
         width = logits.shape[1]
@@ -557,7 +623,7 @@ class ConstrainedBatch:
                 if state is None:
                     continue
                 keep = np.zeros(width, dtype=bool)
-                keep[self.constraint.table.allowed(state)] = True
+                keep[self.constraint.table.allowed(state, exact)] = True
                 keep[self.constraint.eos] = state.can_end()
                 both = allowed[k] & keep
                 if both.any():

@@ -19,6 +19,8 @@ from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 TABLE_FILE = Path(__file__).with_name("spacegroups.json")
 
 # Lattice points per conventional cell, by the first letter of the Hermann-Mauguin symbol (R: the hexagonal
@@ -49,13 +51,53 @@ class SpaceGroup:
     symbol: str  # as the encoder writes it (pyxtal's ``Group.symbol``)
     lattice_type: str  # triclinic, monoclinic, orthorhombic, tetragonal, trigonal, hexagonal, cubic
     positions: tuple[Position, ...]  # general position first, as pyxtal lists them
+    operations: tuple[str, ...] = ()  # the general position's operations, centring included ("-x, y, -z+1/2")
 
     @property
     def centering(self) -> int:
         return CENTERING[self.symbol[0]]
 
+    def orbit(self, point) -> np.ndarray:
+        """The distinct images in the conventional cell (fractional, in [0, 1)) of ``point`` under the group: as
+        many as the multiplicity of the Wyckoff position the point lies on. Points within ``SAME_POINT`` of each
+        other (per coordinate, periodic) are one: the text's coordinates are rounded to 0.001, and a hexagonal
+        image (x - y) of rounded values can be 0.002 off."""
+        images = self.images(point)
+        same = coincide(images, images)
+        return images[~np.tril(same, -1).any(axis=1)]  # an image equal to an earlier one is not a new point
+
+    def images(self, point) -> np.ndarray:
+        """``point`` under every operation of the general position (repeats included), in [0, 1)."""
+        rotations, translations = _operators(self.operations)
+        return (rotations @ np.asarray(point, dtype=float) + translations) % 1.0
+
+    def orbit_size(self, point) -> int:
+        """``len(orbit(point))`` in O(operations): the group's order over the number of operations that leave
+        the point where it is (its site-symmetry group)."""
+        images = self.images(point)
+        fixed = np.all(np.abs((images - np.asarray(point, dtype=float) + 0.5) % 1.0 - 0.5) < SAME_POINT, axis=1)
+        return len(images) // int(fixed.sum())
+
     def position(self, label: str) -> Position | None:
         return next((p for p in self.positions if p.label == label), None)
+
+
+SAME_POINT = 0.0035  # fractional; 0.0035 of a 3-10 Å axis is 0.01-0.035 Å, far inside the 0.5 Å validity rule
+
+
+def coincide(a: np.ndarray, b: np.ndarray, tolerance: float = SAME_POINT) -> np.ndarray:
+    """``[i, j]``: fractional points ``a[i]`` and ``b[j]`` are the same point of the periodic cell (every
+    coordinate within ``tolerance``)."""
+    difference = (a[:, None, :] - b[None, :, :] + 0.5) % 1.0 - 0.5
+    return np.all(np.abs(difference) < tolerance, axis=2)
+
+
+@lru_cache(maxsize=512)
+def _operators(operations: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    from pymatgen.core.operations import SymmOp
+
+    matrices = np.array([SymmOp.from_xyz_str(op).affine_matrix for op in operations])
+    return matrices[:, :3, :3], matrices[:, :3, 3]
 
 
 def build_tables() -> list[dict]:
@@ -73,7 +115,8 @@ def build_tables() -> list[dict]:
             positions.append({"letter": wp.letter, "multiplicity": int(wp.multiplicity), "rotation": rotation,
                               "translation": translation})
         tables.append({"number": number, "symbol": group.symbol, "lattice_type": group.lattice_type,
-                       "positions": positions})
+                       "positions": positions,
+                       "operations": [op.as_xyz_str() for op in group.Wyckoff_positions[0].ops]})
     return tables
 
 
@@ -86,7 +129,8 @@ def space_groups() -> dict[int, SpaceGroup]:
             Position(p["letter"], p["multiplicity"], tuple(tuple(r) for r in p["rotation"]),
                      tuple(float(Fraction(t)) for t in p["translation"]))
             for p in entry["positions"])
-        groups[entry["number"]] = SpaceGroup(entry["number"], entry["symbol"], entry["lattice_type"], positions)
+        groups[entry["number"]] = SpaceGroup(entry["number"], entry["symbol"], entry["lattice_type"], positions,
+                                             tuple(entry["operations"]))
     return groups
 
 

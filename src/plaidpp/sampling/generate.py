@@ -166,10 +166,30 @@ def _constrained_draw(logits: torch.Tensor, rows: list[int], temperature: float,
         redo = [k for k, good in enumerate(ok) if not good]
         if redo:
             constrained.redraws += len(redo)
-            sub = logits[redo]
-            constrained.mask(sub, [rows[k] for k in redo])
-            chosen[redo] = _draw(sub, temperature, top_p, generator)
+            chosen[redo] = _redraw(logits[redo], [rows[k] for k in redo], temperature, top_p, generator, constrained)
     constrained.advance(rows, chosen.tolist())
+    return chosen
+
+
+def _redraw(logits: torch.Tensor, rows: list[int], temperature: float, top_p: float, generator: torch.Generator,
+            constrained: ConstrainedBatch) -> torch.Tensor:
+    """Draw from the constraint's fast mask (a superset, ``TokenTable.allowed(exact=False)``), removing each
+    draw ``accepts`` refuses and drawing again until every row's draw is allowed: exactly the masked
+    distribution. A row whose fast mask runs out (never seen) gets the exact mask."""
+    original = logits.clone()
+    constrained.mask(logits, rows, exact=False)
+    chosen = _draw(logits, temperature, top_p, generator)
+    pending = list(range(len(rows)))
+    while pending:
+        ok = constrained.accepts([rows[k] for k in pending], chosen[pending].tolist())
+        pending = [k for k, good in zip(pending, ok) if not good]
+        for k in pending:
+            logits[k, chosen[k]] = float("-inf")
+            if not torch.isfinite(logits[k]).any():
+                logits[k] = original[k]
+                constrained.mask(logits[k:k + 1], [rows[k]])
+        if pending:
+            chosen[pending] = _draw(logits[pending], temperature, top_p, generator)
     return chosen
 
 

@@ -82,7 +82,7 @@ def main() -> None:
             print(f"{engine:8s} {mode:19s} {stats.attempts:5d} attempts for {stats.n_slots} slots, parse "
                   f"{100 * stats.decoded / stats.attempts:5.1f} %, {stats.crystals_per_s:6.1f} crystals/s, "
                   f"{stats.tokens_per_s:7.0f} tokens/s, redraws {stats.constraint_redraws} of {stats.new_tokens} "
-                  f"tokens, dead ends {stats.constraint_dead_ends}", flush=True)
+                  f"tokens, dead ends {stats.constraint_dead_ends}, refused {stats.refused}", flush=True)
             print("    " + "  ".join(f"{name.removesuffix('_rate')} {_fmt(summary, name)}" for name in RATES)
                   + f"  (of {summary.get('n_requested')} requested)", flush=True)
     print("\nthroughput against none on the same engine (crystals/s, tokens/s):")

@@ -7,7 +7,8 @@ and an unfinished slot resumes at its next attempt number. A half-written last l
 cut off before appending.
 
 Slot layout: prompt ``p`` owns ``n[p]`` consecutive slot indices (``n`` may be one int for all prompts).
-A slot's attempt is kept (``final``) when it decodes, or when it is the slot's ``max_attempts``-th try.
+A slot's attempt is kept (``final``) when it decodes (and, under ``grammar+spacegroup``, its crystal has the
+requested group: ``_decode``), or when it is the slot's ``max_attempts``-th try.
 
 Constrained decoding (``sampler.constraint``, ``plaidpp.constraint``): the compact engine draws from the
 model's distribution and checks the drawn token against the constraint; only a forbidden draw pays for a full
@@ -72,6 +73,7 @@ class SamplingStats:
     constraint: str = "none"
     constraint_redraws: int = 0  # draws the constraint forbade (redrawn from the masked distribution)
     constraint_dead_ends: int = 0  # steps at which the constraint allowed no token (never expected; left free)
+    refused: dict[str, int] = field(default_factory=dict)  # decoded crystals resampled, by reason (``_decode``)
 
     @property
     def crystals_per_s(self) -> float:
@@ -97,7 +99,7 @@ class SamplingStats:
             "crystals_per_s": self.crystals_per_s, "attempts_per_s": self.attempts_per_s,
             "tokens_per_s": self.tokens_per_s, "decode_reasons": dict(sorted(self.decode_reasons.items())),
             "constraint": self.constraint, "constraint_redraws": self.constraint_redraws,
-            "constraint_dead_ends": self.constraint_dead_ends,
+            "constraint_dead_ends": self.constraint_dead_ends, "refused": dict(sorted(self.refused.items())),
         }
 
 
@@ -124,13 +126,24 @@ def slot_prompts(prompts: Sequence[str], n: int | Sequence[int]) -> list[str]:
     return [prompt for prompt, count in zip(prompts, counts) for _ in range(count)]
 
 
-def _decode(representation, text: str) -> str | None:
-    """None when the text decodes, else the DecodeError reason (every failure is counted by reason)."""
+def _decode(representation, text: str, requested: int | None, keep_group: bool) -> tuple[str | None, str | None]:
+    """(why the text does not decode, why its crystal is refused), each None when it does / is not.
+
+    With ``keep_group`` (``sampler.constraint=grammar+spacegroup``) the crystal of a space-group prompt must
+    have the requested group at the evaluation's symmetry tolerance (``spacegroup_number``, 0.01 Å): the text
+    states it, but a model that puts every atom on special points writes a crystal of a supergroup (P3 with
+    every atom on 1a / 1b / 1c is P3m1), which is refused and resampled like a text that does not decode."""
     try:
-        representation.decode(text)
+        structure = representation.decode(text)
     except DecodeError as exc:
-        return exc.reason
-    return None
+        return exc.reason, None
+    if keep_group and requested is not None:
+        from plaidpp.evaluation.symmetry import spacegroup_number
+
+        number, failure = spacegroup_number(structure)
+        if number != requested:
+            return None, failure or "spacegroup_not_requested"
+    return None, None
 
 
 def _filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -404,6 +417,7 @@ def _sample_into(model, tokenizer, representation, constraint, slot_prompt: list
     started = time.perf_counter()
     bar = tqdm(total=len(slot_prompt), initial=len(finished), desc="sample", unit="crystal", disable=not progress)
     batch_size, max_attempts = sampler.batch_size, sampler.max_attempts
+    keep_group = sampler.constraint == "grammar+spacegroup"
     with open(out_path, "a") as handle:
         while queue:
             batch, queue = queue[:batch_size], queue[batch_size:]
@@ -421,24 +435,26 @@ def _sample_into(model, tokenizer, representation, constraint, slot_prompt: list
             stats.new_tokens += new_tokens
             lines, retry = [], []
             for (index, attempt), text in zip(batch, texts):
-                reason = _decode(representation, text)
-                final = reason is None or attempt + 1 >= max_attempts
+                prompt = slot_prompt[index]
+                reason, refused = _decode(representation, text, requested_spacegroup(prompt), keep_group)
+                final = (reason is None and refused is None) or attempt + 1 >= max_attempts
                 stats.attempts += 1
                 stats.decoded += reason is None
                 if reason is not None:
                     stats.decode_reasons[reason] = stats.decode_reasons.get(reason, 0) + 1
+                if refused is not None:
+                    stats.refused[refused] = stats.refused.get(refused, 0) + 1
                 if final:
                     stats.finals += 1
                     stats.finals_decoded += reason is None
                 else:
                     retry.append((index, attempt + 1))
-                prompt = slot_prompt[index]
                 lines.append(json.dumps({
                     "index": index, "attempt": attempt, "text": text, "repr": repr,
                     "spacegroup": requested_spacegroup(prompt), "prompt": prompt,
                     "temperature": float(temperature), "top_p": float(sampler.top_p), "seed": batch_seed,
                     "constraint": sampler.constraint,
-                    "decoded": reason is None, "decode_reason": reason, "final": final,
+                    "decoded": reason is None, "decode_reason": reason, "refused": refused, "final": final,
                 }))
             handle.write("".join(line + "\n" for line in lines))
             handle.flush()

@@ -116,5 +116,6 @@ def _add_file_totals(summary: dict, out_file: Path) -> None:
     summary["file_attempt_parse_rate"] = sum(r["decoded"] for r in rows) / len(rows) if rows else 0.0
     summary["file_final"] = len(finals)
     summary["file_final_decoded"] = sum(r["decoded"] for r in finals)
+    summary["file_refused"] = sum(r.get("refused") is not None for r in rows)  # decoded, resampled (generate)
     summary["file_first_attempt_parse_rate"] = (
         sum(r["decoded"] for r in rows if r["attempt"] == 0) / max(1, sum(r["attempt"] == 0 for r in rows)))

@@ -28,11 +28,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=900, help="texts to replay")
     args = parser.parse_args()
 
-    import llguidance
-    import llguidance.hf
-
-    from plaidpp.constraint.automaton import TokenTable, WyckoffState
-    from plaidpp.constraint.grammar import wyckoff_grammar
+    from plaidpp.constraint.automaton import Constraint
     from plaidpp.training.models import load_tokenizer
 
     if args.qwen:
@@ -47,9 +43,7 @@ def main() -> None:
           f"vocabulary {len(tokenizer)}")
 
     started = time.perf_counter()
-    prototype = llguidance.LLMatcher(llguidance.hf.from_tokenizer(tokenizer),
-                                     llguidance.LLMatcher.grammar_from_lark(wyckoff_grammar()))
-    table = TokenTable(tokenizer)
+    constraint = Constraint(tokenizer, "wyckoff", "grammar+spacegroup")  # what the sampler builds, once per tokenizer
     print(f"set-up (grammar compile, tokenizer views): {time.perf_counter() - started:.2f} s")
 
     grammar_s, grammar_n = 0.0, 0
@@ -58,13 +52,13 @@ def main() -> None:
     left = 0
     for row in rows:
         ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"]
-        matcher = prototype.deep_copy()
-        state = WyckoffState(requested=row.get("spacegroup"))
+        batch = constraint.start([row.get("spacegroup")])
+        matcher, state = batch.matchers[0], batch.states[0]
         for token in ids:
             t0 = time.perf_counter()
             matcher.compute_bitmask()
             t1 = time.perf_counter()
-            table.allowed(state)
+            constraint.table.allowed(state)
             t2 = time.perf_counter()
             grammar_s += t1 - t0
             grammar_n += 1
@@ -72,7 +66,7 @@ def main() -> None:
             walk_s[line] += t2 - t1
             walk_n[line] += 1
             matcher.consume_token(token)
-            state = state.feed(tokenizer.decode([token]))
+            state = state.feed(constraint.token_text(token))
             if state is None:
                 left += 1
                 break

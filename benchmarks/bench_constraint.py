@@ -43,7 +43,7 @@ def main() -> None:
           f"vocabulary {len(tokenizer)}")
 
     started = time.perf_counter()
-    constraint = Constraint(tokenizer, "wyckoff", "grammar+spacegroup")  # what the sampler builds, once per tokenizer
+    constraint = Constraint(tokenizer, "wyckoff", "grammar+spacegroup", 20, 0.5)  # what the sampler builds, once per tokenizer
     print(f"set-up (grammar compile, tokenizer views): {time.perf_counter() - started:.2f} s")
 
     grammar_s, grammar_n = 0.0, 0

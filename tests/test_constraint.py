@@ -15,6 +15,7 @@ from plaidpp.constraint.automaton import Constraint, WyckoffState
 from plaidpp.constraint.feasibility import fits
 from plaidpp.constraint.grammar import ELEMENTS
 from plaidpp.constraint.spacegroups import TABLE_FILE, build_tables, space_groups
+from plaidpp.evaluation.validity import structural_validity
 from plaidpp.representation import get
 from plaidpp.representation.wyckoff import spacegroup_number
 
@@ -68,14 +69,14 @@ def test_every_real_text_fits_its_group_and_is_accepted(wyckoff_texts):
             counts[element] += space_groups()[number].position(label).multiplicity
         assert fits(number, counts.values(), max_atoms=20)
         for requested in (None, number):
-            state = WyckoffState(requested=requested).feed(text)
+            state = WyckoffState(20, 0.5, requested=requested).feed(text)
             assert state is not None and state.can_end(), text
 
 
 @pytest.mark.parametrize("which", ["crystal", "qwen"])
 def test_every_real_token_is_allowed(which, wyckoff_texts, crystal_tokenizer, qwen_tokenizer):
     tokenizer = crystal_tokenizer if which == "crystal" else qwen_tokenizer
-    constraint = Constraint(tokenizer, "wyckoff", "grammar")
+    constraint = Constraint(tokenizer, "wyckoff", "grammar", 20, 0.5)
     # the automaton's walk of Qwen's 151k tokens takes ~2 s per text here: a few texts cover its token shapes
     for text in wyckoff_texts[:40 if which == "crystal" else 6]:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -110,7 +111,9 @@ def _sample(constraint: Constraint, requested: list[int | None], seed: int, max_
     return tokens, batch, live
 
 
-def _check_text(text: str, requested: int | None):
+def _check_text(text: str, requested: int | None, state: WyckoffState) -> bool:
+    """Checks a text sampled under the constraint; True when its atoms kept the 0.5 Å rule (``state.crowded``
+    is 0: the automaton never had to fall back), which the evaluation's validity check then confirms."""
     structure = get("wyckoff").decode(text)  # raises DecodeError if it does not decode
     assert structure.properties["decode_warnings"] == [], text
     lines = text.split("\n")
@@ -133,24 +136,29 @@ def _check_text(text: str, requested: int | None):
             assert abs((point[i] - expected + 0.5) % 1.0 - 0.5) < 0.0015, (line, text)
         fixed[label] += position.fixed
     assert max(fixed.values(), default=0) <= 1, text  # no fixed point taken twice
+    if state.crowded == 0:
+        check = structural_validity(structure, min_distance=state.min_distance)
+        assert check.valid or check.reason == "volume_out_of_range", (check, text)
+    return state.crowded == 0
 
 
 @pytest.mark.parametrize("mode", ["grammar", "grammar+spacegroup"])
 def test_random_logits_under_the_constraint_always_decode(mode, crystal_tokenizer):
-    constraint = Constraint(crystal_tokenizer, "wyckoff", mode)
+    constraint = Constraint(crystal_tokenizer, "wyckoff", mode, 20, 0.5)
     rng = np.random.default_rng(0)
     requested = [None if i % 4 == 0 else int(rng.integers(1, 231)) for i in range(96)]
     tokens, batch, unfinished = _sample(constraint, requested, seed=1)
     assert batch.dead_ends == 0 and not unfinished
-    for ids, group in zip(tokens, requested):
-        text = crystal_tokenizer.decode(ids[:-1]).strip()
-        _check_text(text, group if mode == "grammar+spacegroup" else None)
+    kept = [_check_text(crystal_tokenizer.decode(ids[:-1]).strip(), group if mode == "grammar+spacegroup" else None,
+                        state) for ids, group, state in zip(tokens, requested, batch.states)]
+    # random formulas in random cells: most leave room for their atoms, and those keep 0.5 Å apart
+    assert sum(kept) >= len(kept) // 2, sum(kept)
 
 
 def test_the_samplers_draw_check_agrees_with_the_mask(crystal_tokenizer):
     """The compact sampler keeps a draw when ``accepts`` says yes and redraws from the masked logits otherwise:
     exact only if ``accepts`` is the mask, token for token (checked on the tokens random texts meet)."""
-    constraint = Constraint(crystal_tokenizer, "wyckoff", "grammar+spacegroup")
+    constraint = Constraint(crystal_tokenizer, "wyckoff", "grammar+spacegroup", 20, 0.5)
     rng = np.random.default_rng(5)
     requested = [None, 15, 194, 216, 1, 62]
     batch = constraint.start(requested)

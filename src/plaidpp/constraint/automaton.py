@@ -9,14 +9,24 @@ Two layers, intersected at every step (``sampling.constraint``):
    ``benchmarks/bench_constraint.py``).
 2. **State** (what a grammar cannot hold): ``WyckoffState``, a character-level automaton that knows, from the
    text so far, the formula's counts, the space group, the lattice parameters the crystal system ties
-   (cubic: a = b = c, angles 90), the atoms still to place and the fixed points already taken. In each field
-   it allows a finite set of strings (elements and positions that still fit, forced lattice parameters and
-   coordinates, the ``Sites (N)`` count, the requested group) or leaves it free to the grammar. Its token mask
+   (cubic: a = b = c, angles 90), the cell, the atoms still to place and the atoms already placed. In each
+   field it allows a finite set of strings (elements and positions that still fit, forced lattice parameters
+   and coordinates, the values of a site's last free coordinate that keep its atoms at least ``min_distance``
+   from every atom, the ``Sites (N)`` count, the requested group) or leaves it free to the grammar. Its token mask
    is a walk of the tokenizer's sorted vocabulary guided by the automaton, so it only visits the tokens that
    can start an allowed string (``TokenTable.allowed``).
 
 Feasibility (``feasibility.py``) is checked before every choice, so the automaton never leaves the sampler
 without a token: a text that follows it ends with EOS once every atom of the formula is placed.
+
+**No two atoms closer than ``min_distance``** (the evaluation's 0.5 Å validity rule): the lattice is written
+before the sites, so once a coordinate fixes the last free parameter of a site's point, every value of it
+(0.000-0.999) is checked at once: its images under the group must be as many as the position's multiplicity
+and more than ``min_distance`` from each other and from every atom placed (by symmetry, the distances of the
+point itself to the placed atoms and to its own other images are all of them). The values that pass are
+offered as a finite set of strings, so a digit never leads where no value fits. Where none passes (a formula
+too large for the cell), the rule falls back to "no two atoms at one point" and the state counts it
+(``crowded``): the text still decodes and adds up, and the evaluation calls it invalid.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import numpy as np
 from plaidpp.constraint.feasibility import fits, next_counts, signature
 from plaidpp.constraint.grammar import ELEMENTS, coords_grammar, wyckoff_grammar
 from plaidpp.constraint.spacegroups import SpaceGroup, coincide, space_groups
+from plaidpp.representation.base import DecodeError, build_lattice
 from plaidpp.representation.wyckoff import format_coordinate
 from plaidpp.settings.sampling import CONSTRAINTS
 
@@ -46,12 +57,13 @@ SYMBOLS = {g.symbol: g.number for g in space_groups().values()}
 _ELEMENT_SET = frozenset(ELEMENTS)
 _WORDS_PER_LINE = {1: 2, 2: 4, 3: 4, 4: 2}  # "Spacegroup: P1", "abc: a b c", "angles: ...", "Sites (N)"; sites 5
 _NEWLINE = frozenset("\n")
-# Values for free parameters not written yet, when a site's coordinates so far are checked (``_point_fits``): a
+# Values for free parameters not written yet, when a site's coordinates so far are checked (``_generic_fits``): a
 # point that lies on a special position for both sets lies on it for every value (a chance coincidence with a
 # symmetry element, within the 0.0035 tolerance, would need both sets to meet one at once).
 GENERIC = ((0.1372, 0.2913, 0.4187), (0.3119, 0.0671, 0.2288))
 _NO_POINTS = np.zeros((0, 3))
 COORDINATE_LENGTH = 5  # "0.ddd", the grammar's COORD
+GRID = np.arange(1000) / 1000.0  # every value a coordinate can take ("0.ddd": the value is ddd / 1000)
 
 
 @lru_cache(maxsize=200_000)
@@ -71,6 +83,11 @@ class _Site:
     element: str
     alive: tuple[tuple[object, dict[int, float]], ...]
     applied: int = 0  # coordinates already used to narrow ``alive``
+    # coordinate index -> (position -> (values over ``GRID`` it may take there or None: free, point known)), and
+    # whether they keep the
+    # distance rule; computed once per site and coordinate (``WyckoffState._values``), shared by the states
+    # that follow until the next coordinate narrows ``alive``
+    values: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -82,18 +99,22 @@ class WyckoffState:
     character, or None when the rules forbid it. A state is never changed once made.
     """
 
+    max_atoms: int  # primitive-cell atoms (``sampler.max_atoms``)
+    min_distance: float  # Å between any two atoms (``sampler.min_distance``; 0: only no two atoms at one point)
     requested: int | None = None  # the space group the prompt asks for, when the constraint fixes it
-    max_atoms: int = 20  # primitive-cell atoms (MP-20)
     line: int = 0  # 0 formula, 1 space group, 2 abc, 3 angles, 4 "Sites (N)", 5+ sites
     partial: str = ""  # the current line so far
     formula: dict[str, int] = field(default_factory=dict)
     group: SpaceGroup | None = None
     lengths: tuple[str, ...] = ()
+    angles: tuple[str, ...] = ()
+    lattice: np.ndarray | None = None  # rows: the cell vectors (Å) the decoder builds from the two lines
     remaining: dict[str, int] = field(default_factory=dict)  # atoms still to place, by element
     used: frozenset[str] = frozenset()  # fixed points taken
     occupied: np.ndarray = field(default_factory=lambda: _NO_POINTS)  # every atom placed so far (fractional)
     placed: tuple[str, ...] = ()  # the site lines written so far (what ``occupied`` follows from, for ``key``)
     site: _Site | None = None
+    crowded: int = 0  # coordinates at which no value kept ``min_distance`` (the rule fell back; module docstring)
 
     # ----------------------------------------------------------------------------- public
     def step(self, char: str) -> WyckoffState | None:
@@ -140,14 +161,21 @@ class WyckoffState:
         position = self._position(label)
         return position is not None and not any(self._after(position)[0].values())
 
+    def in_coordinate(self) -> bool:
+        """The text is inside a coordinate of a site line that is not complete yet."""
+        if self.line < 5 or self.site is None:
+            return False
+        index = self.partial.count(" ")
+        return 1 <= index <= 3 and self.site.applied < index
+
     def key(self) -> tuple:
         """Everything the allowed continuations depend on (states with equal keys allow the same tokens)."""
         site = None if self.site is None else (
             self.site.element, self.site.applied,
             tuple((p.label, tuple(sorted(params.items()))) for p, params in self.site.alive))
-        return (self.requested, self.max_atoms, self.line, self.partial, tuple(self.formula.items()),
-                self.group.number if self.group else None, self.lengths, tuple(sorted(self.remaining.items())),
-                self.used, self.placed, site)
+        return (self.requested, self.max_atoms, self.min_distance, self.line, self.partial,
+                tuple(self.formula.items()), self.group.number if self.group else None, self.lengths, self.angles,
+                tuple(sorted(self.remaining.items())), self.used, self.placed, site)
 
     def next_chars(self) -> frozenset[str] | None:
         if "_next" not in self.__dict__:
@@ -165,6 +193,9 @@ class WyckoffState:
     def _word_next(self) -> frozenset[str] | None:
         words = self.partial.split(" ")
         index, word = len(words) - 1, words[-1]
+        if self.in_coordinate():
+            allowed = self._coordinate_choices(index - 1)
+            return None if allowed is None else _grid_next(word, allowed)
         strings, ends = self._word_choices(index)
         return None if strings is None else _continuations(word, strings, ends)
 
@@ -192,10 +223,8 @@ class WyckoffState:
         # a site line: element, three coordinates, label
         if index == 0:
             return frozenset(self._site_choices()), " "
-        if index <= 3:
-            if self.site.applied >= index:  # complete and checked at its last digit: only the space may follow
-                return None, " "
-            return self._coordinate_choices(index - 1), " "
+        if index <= 3:  # a coordinate: ``_word_next`` asks ``_coordinate_choices``; once complete (checked at its
+            return None, " "  # last digit) only the space may follow
         # "\n" when atoms are left after this site (``_finish_line`` checks it for the label written), else EOS
         return frozenset(p.label for p, _ in self.site.alive), "\n"
 
@@ -213,7 +242,7 @@ class WyckoffState:
         elif self.line >= 5 and index == 0:
             self.site = _Site(word, tuple((p, {}) for p in self._site_choices()[word]))
         elif self.line >= 5 and index <= 3:
-            return self.site.applied >= index or self._narrow(index - 1, word)  # narrowed at its last digit
+            return self.site.applied >= index  # complete: narrowed at its last digit (``step``); else too short
         return True
 
     def _finish_line(self) -> bool:
@@ -221,6 +250,13 @@ class WyckoffState:
             self.formula = _parse_formula(self.partial)
         elif self.line == 1:
             self.group = space_groups()[SYMBOLS[self.partial.split(" ", 1)[1]]]
+        elif self.line == 3:
+            self.angles = tuple(self.partial.split(" ")[1:4])
+            try:
+                self.lattice = build_lattice([float(v) for v in self.lengths],
+                                             [float(v) for v in self.angles]).matrix
+            except DecodeError:  # the grammar and ``_closing_angles`` keep to a cell; were one to slip through,
+                self.lattice = None  # the distance rule is off and the decoder reports it
         elif self.line == 4:
             self.remaining = dict(self.formula)
         elif self.line >= 5:
@@ -238,19 +274,96 @@ class WyckoffState:
     def _site_choices(self) -> dict[str, tuple]:
         return _site_choices(self.group.number, tuple(sorted(self.remaining.items())), self.used)
 
-    def _coordinate_choices(self, index: int) -> frozenset[str] | None:
-        """Strings coordinate ``index`` may take given the alive positions; None = free (a position leaves it
-        to a free parameter)."""
-        strings: set[str] = set()
+    def _coordinate_choices(self, index: int) -> np.ndarray | None:
+        """Which of the 1,000 values (``GRID``) coordinate ``index`` may take given the alive positions; None =
+        free (a position leaves it to a free parameter that later coordinates still need)."""
+        choices = self._values(index)[0]
+        if any(allowed is None for allowed, _ in choices.values()):
+            return None
+        return np.logical_or.reduce([allowed for allowed, _ in choices.values()])
+
+    def _values(self, index: int) -> tuple[dict, bool]:
+        """For each alive position, which values (``GRID``) coordinate ``index`` may take there (None: free) and
+        whether the point is known once it is written; and whether they keep ``min_distance`` (False: the rule
+        fell back, see the module docstring)."""
+        if index in self.site.values:
+            return self.site.values[index]
+        choices: dict = {}
+        completing = []  # (position, params, candidate values): this coordinate completes the point
         for position, params in self.site.alive:
             row, offset = position.rotation[index], position.translation[index]
-            if any(v and j not in params for j, v in enumerate(row)):
-                return None
-            value = sum(v * params[j] for j, v in enumerate(row) if v) + offset
-            strings.add(format_coordinate(value))
-            if any(abs(v) >= 2 for v in row):  # 2x from a rounded x can be 0.001 off the encoder's rounding
-                strings.update(format_coordinate(value + d) for d in (-0.001, 0.001))
-        return frozenset(strings)
+            new = [j for j, v in enumerate(row) if v and j not in params]  # one at most, with coefficient 1
+            later = {j for i in range(index + 1, 3) for j, v in enumerate(position.rotation[i]) if v} - set(params)
+            known = not (later - set(new))  # no parameter left for the coordinates after this one
+            if new and not known:
+                choices[position] = (None, False)
+                continue
+            candidates = np.ones(len(GRID), dtype=bool)
+            if not new:
+                value = sum(v * params[j] for j, v in enumerate(row) if v) + offset
+                candidates[:] = False
+                candidates[_grid_index(value)] = True
+                if any(abs(v) >= 2 for v in row):  # 2x from a rounded x can be 0.001 off the encoder's rounding
+                    candidates[[_grid_index(value - 0.001), _grid_index(value + 0.001)]] = True
+            choices[position] = (candidates, known)
+            if known and (new or not index):  # known only now (a point known before was checked before)
+                completing.append((position, params, candidates))
+        keep = True
+        if completing:
+            checked = self._check_points(completing, index, strict=True)
+            free = any(allowed is None for allowed, _ in choices.values())
+            keep = free or any(allowed.any() for allowed in checked) or any(
+                allowed.any() for p, (allowed, _) in choices.items() if all(p is not c[0] for c in completing))
+            if not keep:
+                checked = self._check_points(completing, index, strict=False)
+            for (position, _, _), allowed in zip(completing, checked):
+                choices[position] = (allowed, True)
+        self.site.values[index] = choices, keep
+        return self.site.values[index]
+
+    def _check_points(self, completing: list, index: int, strict: bool) -> list[np.ndarray]:
+        """For each (position, parameters, candidate values over ``GRID``) whose point coordinate ``index``
+        completes, the candidates that pass, all positions in one pass. Both rules need as many images as the
+        position's multiplicity (a free position's point not on a special one). ``strict``: every atom placed
+        and every other image of the point more than ``min_distance`` away (the evaluation's rule; by symmetry
+        the point's own distances are every image's). Else no two atoms at one point: the point is not an atom
+        placed (a fixed position is not checked: ``used`` keeps it from being taken twice, and refusing its
+        forced coordinates would be a dead end)."""
+        written = [float(w) for w in self.partial.split(" ")[1:1 + index]]
+        blocks, multiplicity, fixed = [], [], []
+        for position, params, candidates in completing:
+            values = GRID[candidates]
+            points = np.empty((len(values), 3))
+            points[:, :index] = written
+            points[:, index] = values
+            new = [j for j, v in enumerate(position.rotation[index]) if v and j not in params]
+            full = {**params, new[0]: (values - position.translation[index]) % 1.0} if new else params
+            for i in range(index + 1, 3):  # forced by the parameters, rounded as the text will write them
+                value = sum(v * full[j] for j, v in enumerate(position.rotation[i]) if v) + position.translation[i]
+                points[:, i] = np.round(value % 1.0, 3) % 1.0
+            blocks.append(points)
+            multiplicity += [position.multiplicity] * len(values)
+            fixed += [position.fixed] * len(values)
+        points = np.concatenate(blocks)
+        images, same = self.group.site_symmetry(points)
+        passes = same.sum(axis=1) * np.array(multiplicity) == same.shape[1]
+        if strict and self.lattice is not None and self.min_distance > 0:
+            own = np.where(same, np.inf, _lengths(images - points[:, None, :], self.lattice, self.min_distance))
+            nearest = own.min(axis=1)
+            if len(self.occupied):
+                placed = _lengths(self.occupied[None, :, :] - points[:, None, :], self.lattice, self.min_distance)
+                nearest = np.minimum(nearest, placed.min(axis=1))
+            passes &= nearest > self.min_distance  # the evaluation: valid above it
+        elif len(self.occupied):
+            passes &= np.array(fixed) | ~coincide(points, self.occupied).any(axis=1)
+        out, start = [], 0
+        for _, _, candidates in completing:
+            allowed = np.zeros(len(GRID), dtype=bool)
+            indices = np.flatnonzero(candidates)
+            allowed[indices] = passes[start:start + len(indices)]
+            out.append(allowed)
+            start += len(indices)
+        return out
 
     def _narrow(self, index: int, word: str) -> bool:
         """Keep the positions that coordinate ``index`` = ``word`` fits, recording the parameter it fixes."""
@@ -258,44 +371,36 @@ class WyckoffState:
             value = float(word)
         except ValueError:  # the grammar would not let it through; the automaton says no as well
             return False
+        choices, keeps_distance = self._values(index)
+        self.crowded += not keeps_distance
         alive = []
         written = [float(w) for w in self.partial.split(" ")[1:1 + index]] + [value]
         for position, params in self.site.alive:
+            allowed, known = choices[position]
+            if allowed is not None and not allowed[int(word[2:])]:
+                continue
             row, offset = position.rotation[index], position.translation[index]
             new = [j for j, v in enumerate(row) if v and j not in params]
-            if new:  # one new parameter with coefficient 1 (true of every position of the 230 groups)
+            if new:
                 params = {**params, new[0]: (value - offset) % 1.0}
-            else:
-                expected = sum(v * params[j] for j, v in enumerate(row) if v) + offset
-                if abs((value - expected + 0.5) % 1.0 - 0.5) >= 0.0015:
-                    continue
-            if self._point_fits(position, params, written):
+            if known or self._generic_fits(position, params, written):
                 alive.append((position, params))
         self.site = _Site(self.site.element, tuple(alive), index + 1)
         return bool(alive)
 
-    def _point_fits(self, position, params: dict[int, float], written: list[float]) -> bool:
-        """No two atoms at one point. Once the site's point is known (every parameter written), it has as many
-        images as the position's multiplicity (a free position's point is not on a special one, where its
-        images coincide) and none of them is an atom already placed. Before that, the point with ``GENERIC``
-        values for the parameters still to come must not lie on a special position for every such value (a
-        mirror through x = 0 with the general position, say), so the line is never led where no value fits;
-        coincidence with placed atoms is left to the last parameter (it holds for isolated values only)."""
-        known = all(j in params for i in range(len(written), 3)
-                    for j, v in enumerate(position.rotation[i]) if v)
-        for generic in GENERIC[:1] if known else GENERIC:
+    def _generic_fits(self, position, params: dict[int, float], written: list[float]) -> bool:
+        """Before a site's point is known: the point with ``GENERIC`` values for the parameters still to come
+        must not lie on a special position for every such value (a mirror through x = 0 with the general
+        position, say), so the line is never led where no value fits."""
+        points = np.empty((len(GENERIC), 3))
+        for k, generic in enumerate(GENERIC):
             point = list(written)
             for i in range(len(written), 3):
                 row, offset = position.rotation[i], position.translation[i]
                 point.append(sum(v * params.get(j, generic[j]) for j, v in enumerate(row) if v) + offset)
-            if self.group.orbit_size(point) == position.multiplicity:
-                # A fixed position is never checked against placed atoms: ``used`` keeps it from being taken
-                # twice, and a free site on its point would have fewer images than its multiplicity (refused
-                # above); within the tolerance a near-special free site can still be close to it, and refusing
-                # the fixed position's forced coordinates then would be a dead end.
-                return not known or position.fixed or not (len(self.occupied) and
-                                                           coincide(self.group.images(point), self.occupied).any())
-        return False
+            points[k] = point
+        _, same = self.group.site_symmetry(points)
+        return bool((same.sum(axis=1) * position.multiplicity == same.shape[1]).any())
 
     def _position(self, label: str):
         return next((p for p, _ in self.site.alive if p.label == label), None)
@@ -306,9 +411,41 @@ class WyckoffState:
         return remaining, used
 
 
+def _grid_index(value: float) -> int:
+    return int(format_coordinate(value)[2:])
+
+
+def _grid_next(word: str, allowed: np.ndarray) -> frozenset[str]:
+    """Characters that extend a coordinate prefix ``word`` ("", "0", "0.", "0.d", "0.dd") towards an allowed
+    value; a finished coordinate is followed by the space (checked at its last digit, ``WyckoffState.step``)."""
+    if len(word) < 2:
+        return frozenset("0." [len(word)]) if allowed.any() else frozenset()
+    digits = word[2:]
+    if len(digits) == 3:
+        return frozenset(" ")
+    width = 10 ** (3 - len(digits))
+    start = int(digits) * width if digits else 0
+    block = allowed[start:start + width].reshape(10, -1).any(axis=1)
+    return frozenset(str(d) for d in np.flatnonzero(block))
+
+
 @lru_cache(maxsize=100_000)
 def _orbit(number: int, point: tuple[float, float, float]) -> np.ndarray:
     return space_groups()[number].orbit(point)
+
+
+def _lengths(difference: np.ndarray, lattice: np.ndarray, within: float) -> np.ndarray:
+    """The length (Å) of the shortest periodic image of each fractional difference (..., 3), where it is below
+    ``within``. A vector shorter than half the cell's smallest plane spacing has
+    fractional components within (-1/2, 1/2), so the nearest image in fractional terms finds every distance
+    below ``within`` when the spacing exceeds 2 ``within`` (true of every cell with planes > 1 Å apart, for
+    the 0.5 Å rule); the 27 neighbouring cells are searched otherwise."""
+    wrapped = difference - np.rint(difference)  # into [-1/2, 1/2]
+    spacing = 1.0 / np.linalg.norm(np.linalg.inv(lattice), axis=0).max()
+    shifts = np.zeros((1, 3)) if spacing > 2.0 * within else np.array(np.meshgrid(*[[-1, 0, 1]] * 3)).reshape(3, -1).T
+    if len(shifts) == 1:
+        return np.sqrt(((wrapped @ lattice) ** 2).sum(axis=-1))
+    return np.sqrt((((wrapped[..., None, :] + shifts) @ lattice) ** 2).sum(axis=-1)).min(axis=-1)
 
 
 @lru_cache(maxsize=200_000)
@@ -491,9 +628,9 @@ class TokenTable:
         """Token ids whose text the automaton accepts from ``state`` (EOS not included). Cached by the state's
         key: every text of a batch starts from the same state, and many share their first lines' prefixes.
 
-        ``exact=False`` skips the one costly check: a token that completes a free coordinate of a site is taken
-        without testing the point it completes (no atom on another, no point on a special position), so the
-        set can hold a few tokens too many. The compact sampler uses it and tests its draw with ``accepts``,
+        ``exact=False`` skips the costly part: the tokens inside a site's coordinate are taken whole, without
+        testing the values they lead to (no atom within ``min_distance`` of another, no point on a special
+        position, the forced values of a position), so the set can hold tokens too many. The compact sampler uses it and tests its draw with ``accepts``,
         removing a refused token and drawing again (exact; measured 3x faster than the exact walk, whose feed
         of every completing token dominated)."""
         key = (exact, state.key())
@@ -515,13 +652,18 @@ class TokenTable:
             lo += 1
         if lo >= hi:
             return
-        chars = state.next_chars()
+        # the superset (``exact=False``) leaves a site's coordinates free: walking their allowed values character
+        # by character costs more than the draws it would save (``accepts`` checks the drawn value)
+        loose = not exact and state.in_coordinate()
+        chars = None if loose else state.next_chars()
         if chars is None:
             # a free word: "\n" and " " sort before every other printable character, so the tokens that start
             # the next word come first and are walked below; the rest stay in this word and are accepted
             # unless a separator follows inside the token
             split = bisect.bisect_left(self.strings, prefix + "!", lo, hi)
             whole = self.last_separator[split:hi] < depth
+            if loose:  # the superset: tokens that run on past the coordinate too (``accepts`` checks the draw)
+                whole[:] = True
             if exact and state.line >= 5:
                 # a site's coordinate is checked at its last digit (``WyckoffState.step``): a token that completes
                 # one is fed, not taken whole
@@ -560,13 +702,13 @@ class Constraint:
     """Everything built once per tokenizer and setting: the compiled grammar, llguidance's view of the
     tokenizer, and the token table of the automaton (Wyckoff text only; the coords text gets the grammar)."""
 
-    def __init__(self, tokenizer, repr: str, mode: str, max_atoms: int = 20) -> None:
+    def __init__(self, tokenizer, repr: str, mode: str, max_atoms: int, min_distance: float) -> None:
         import llguidance
         import llguidance.hf
 
         if mode not in CONSTRAINTS[1:]:
             raise ValueError(f"constraint must be one of {CONSTRAINTS[1:]}, got {mode!r}")
-        self.mode, self.repr, self.max_atoms = mode, repr, max_atoms
+        self.mode, self.repr, self.max_atoms, self.min_distance = mode, repr, max_atoms, min_distance
         self.eos = tokenizer.eos_token_id
         self.vocab_size = len(tokenizer)
         self.ll_tokenizer = llguidance.hf.from_tokenizer(tokenizer)
@@ -604,7 +746,7 @@ class ConstrainedBatch:
     def __post_init__(self) -> None:
         c = self.constraint
         self.matchers = [c._prototype.deep_copy() for _ in self.requested]
-        self.states = [WyckoffState(requested=r, max_atoms=c.max_atoms) if c.table else None for r in self.requested]
+        self.states = [WyckoffState(c.max_atoms, c.min_distance, requested=r) if c.table else None for r in self.requested]
 
     def mask(self, logits, rows: list[int], exact: bool = True) -> None:
         """Set to -inf, in place, the logits of tokens the constraint forbids; row ``k`` of ``logits`` is text

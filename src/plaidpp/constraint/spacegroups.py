@@ -62,21 +62,22 @@ class SpaceGroup:
         many as the multiplicity of the Wyckoff position the point lies on. Points within ``SAME_POINT`` of each
         other (per coordinate, periodic) are one: the text's coordinates are rounded to 0.001, and a hexagonal
         image (x - y) of rounded values can be 0.002 off."""
-        images = self.images(point)
+        images = self.images(np.asarray([point], dtype=float))[0]
         same = coincide(images, images)
         return images[~np.tril(same, -1).any(axis=1)]  # an image equal to an earlier one is not a new point
 
-    def images(self, point) -> np.ndarray:
-        """``point`` under every operation of the general position (repeats included), in [0, 1)."""
-        rotations, translations = _operators(self.operations)
-        return (rotations @ np.asarray(point, dtype=float) + translations) % 1.0
+    def images(self, points: np.ndarray) -> np.ndarray:
+        """``points`` (n, 3) under every operation of the general position (repeats included), in [0, 1):
+        (n, operations, 3)."""
+        rotations, translations = operators(self.operations)
+        images = (points @ rotations.reshape(-1, 3).T).reshape(len(points), *translations.shape) + translations
+        return images - np.floor(images)  # % 1.0, 15x faster in numpy (measured)
 
-    def orbit_size(self, point) -> int:
-        """``len(orbit(point))`` in O(operations): the group's order over the number of operations that leave
-        the point where it is (its site-symmetry group)."""
-        images = self.images(point)
-        fixed = np.all(np.abs((images - np.asarray(point, dtype=float) + 0.5) % 1.0 - 0.5) < SAME_POINT, axis=1)
-        return len(images) // int(fixed.sum())
+    def site_symmetry(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The images of ``points`` (``images``) and which of them are the point itself (n, operations): the
+        position a point lies on has multiplicity operations / (images that are the point)."""
+        images = self.images(points)
+        return images, coincide(images, points[:, None, :], pairwise=False)
 
     def position(self, label: str) -> Position | None:
         return next((p for p in self.positions if p.label == label), None)
@@ -85,15 +86,15 @@ class SpaceGroup:
 SAME_POINT = 0.0035  # fractional; 0.0035 of a 3-10 Å axis is 0.01-0.035 Å, far inside the 0.5 Å validity rule
 
 
-def coincide(a: np.ndarray, b: np.ndarray, tolerance: float = SAME_POINT) -> np.ndarray:
+def coincide(a: np.ndarray, b: np.ndarray, pairwise: bool = True) -> np.ndarray:
     """``[i, j]``: fractional points ``a[i]`` and ``b[j]`` are the same point of the periodic cell (every
-    coordinate within ``tolerance``)."""
-    difference = (a[:, None, :] - b[None, :, :] + 0.5) % 1.0 - 0.5
-    return np.all(np.abs(difference) < tolerance, axis=2)
+    coordinate within ``SAME_POINT``); ``pairwise=False``: ``a`` and ``b`` broadcast against each other."""
+    difference = (a[:, None, :] - b[None, :, :]) if pairwise else (a - b)
+    return np.all(np.abs(difference - np.rint(difference)) < SAME_POINT, axis=-1)
 
 
 @lru_cache(maxsize=512)
-def _operators(operations: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def operators(operations: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     from pymatgen.core.operations import SymmOp
 
     matrices = np.array([SymmOp.from_xyz_str(op).affine_matrix for op in operations])

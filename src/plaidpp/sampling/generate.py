@@ -319,7 +319,7 @@ def run_record(model_id: str, repr: str, temperature: float, sampler: SamplerSet
     return {"model": model_id, "repr": repr, "temperature": float(temperature), "top_p": sampler.top_p,
             "batch_size": sampler.batch_size, "max_attempts": sampler.max_attempts,
             "max_new_tokens": sampler.max_new_tokens, "engine": sampler.engine, "constraint": sampler.constraint,
-            "max_atoms": sampler.max_atoms, "seed": int(seed),
+            "max_atoms": sampler.max_atoms, "min_distance": sampler.min_distance, "seed": int(seed),
             "n_slots": len(slot_prompt), "prompts_sha256": prompts}
 
 
@@ -390,9 +390,10 @@ def _constraint(tokenizer, repr: str, sampler: SamplerSettings):
     from plaidpp.constraint.automaton import Constraint
 
     key = (tokenizer.name_or_path, len(tokenizer), tokenizer.eos_token_id, repr, sampler.constraint,
-           sampler.max_atoms)
+           sampler.max_atoms, sampler.min_distance)
     if key not in _CONSTRAINTS:
-        _CONSTRAINTS[key] = Constraint(tokenizer, repr, sampler.constraint, sampler.max_atoms)
+        _CONSTRAINTS[key] = Constraint(tokenizer, repr, sampler.constraint, sampler.max_atoms,
+                                       sampler.min_distance)
     return _CONSTRAINTS[key]
 
 

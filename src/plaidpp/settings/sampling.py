@@ -38,6 +38,9 @@ class SamplerSettings:
                                 "until it parses); the last failure is kept and counted", ge=1)
     max_new_tokens: int = setting(384, help="tokens per crystal; MP-20 needs < 250 of the crystal BPE", ge=1)
     max_atoms: int = setting(20, help="atoms per primitive cell the constraint allows (MP-20: 20)", ge=1)
+    min_distance: float = setting(0.5, help="Å: the constraint keeps every two atoms at least this far apart where "
+                                  "the cell leaves room (the evaluation's validity rule, 0.5 Å; 0: only no two "
+                                  "atoms at one point)", ge=0)
     engine: str = setting("compact", help="compact: KV-cache loop that drops finished rows; hf: model.generate",
                           choices=ENGINES)
 

@@ -83,10 +83,9 @@ class _Site:
     element: str
     alive: tuple[tuple[object, dict[int, float]], ...]
     applied: int = 0  # coordinates already used to narrow ``alive``
-    # coordinate index -> (position -> (values over ``GRID`` it may take there or None: free, point known)), and
-    # whether they keep the
-    # distance rule; computed once per site and coordinate (``WyckoffState._values``), shared by the states
-    # that follow until the next coordinate narrows ``alive``
+    # coordinate index -> (position -> (values over ``GRID`` it may take there or None: free, point known),
+    # whether they keep the distance rule); computed once per site and coordinate (``WyckoffState._values``),
+    # shared by the states that follow until the next coordinate narrows ``alive``
     values: dict = field(default_factory=dict)
 
 

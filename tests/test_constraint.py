@@ -180,3 +180,25 @@ def test_the_samplers_draw_check_agrees_with_the_mask(crystal_tokenizer):
         if not live:
             break
     assert not live and checked > 5000 and batch.dead_ends == 0
+
+
+@pytest.mark.parametrize("abc_angles", [(4.0, 5.0, 6.0, 90.0, 90.0, 90.0), (3.1, 7.9, 5.2, 64.0, 118.0, 71.0),
+                                        (2.5, 2.6, 14.0, 35.0, 40.0, 45.0)])
+@pytest.mark.parametrize("within", [0.5, 2.0])
+def test_distance_rule_sees_every_close_pair(abc_angles, within):
+    """The automaton's periodic lengths (nearest image in fractional terms where the cell's plane spacing allows,
+    27 cells otherwise) find every distance below ``within`` exactly, against a brute-force search of 125 cells."""
+    from pymatgen.core import Lattice
+
+    from plaidpp.constraint.automaton import _lengths
+
+    lattice = Lattice.from_parameters(*abc_angles).matrix
+    rng = np.random.default_rng(7)
+    difference = rng.uniform(-1.5, 1.5, (20000, 3))
+    shifts = np.array(np.meshgrid(*[range(-2, 3)] * 3)).reshape(3, -1).T
+    brute = np.linalg.norm((difference[:, None, :] + shifts) @ lattice, axis=-1).min(axis=1)
+    found = _lengths(difference, lattice, within)
+    close = brute < within
+    assert close.sum() > 20  # the test sees close pairs at all
+    np.testing.assert_allclose(found[close], brute[close], atol=1e-9)
+    assert np.all(found[~close] >= within - 1e-9)

@@ -29,6 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from plaidpp.constraint.automaton import Constraint
+    from plaidpp.settings.sampling import SamplerSettings
     from plaidpp.training.models import load_tokenizer
 
     if args.qwen:
@@ -43,7 +44,9 @@ def main() -> None:
           f"vocabulary {len(tokenizer)}")
 
     started = time.perf_counter()
-    constraint = Constraint(tokenizer, "wyckoff", "grammar+spacegroup", 20, 0.5)  # what the sampler builds, once per tokenizer
+    sampler = SamplerSettings()  # what the sampler builds, once per tokenizer
+    constraint = Constraint(tokenizer, "wyckoff", "grammar+spacegroup", sampler.max_atoms, sampler.min_distance,
+                            sampler.covalent_fraction)
     print(f"set-up (grammar compile, tokenizer views): {time.perf_counter() - started:.2f} s")
 
     grammar_s, grammar_n = 0.0, 0

@@ -11,13 +11,17 @@ import pytest
 import torch
 from pymatgen.core import Structure
 
-from plaidpp.constraint.automaton import Constraint, WyckoffState
+from plaidpp.constraint.automaton import COVALENT_RADII, Constraint, WyckoffState
 from plaidpp.constraint.feasibility import fits
 from plaidpp.constraint.grammar import ELEMENTS
 from plaidpp.constraint.spacegroups import TABLE_FILE, build_tables, space_groups
 from plaidpp.evaluation.validity import structural_validity
 from plaidpp.representation import get
 from plaidpp.representation.wyckoff import spacegroup_number
+from plaidpp.settings.sampling import SamplerSettings
+
+SAMPLER = SamplerSettings()
+RULES = (SAMPLER.max_atoms, SAMPLER.min_distance, SAMPLER.covalent_fraction)  # the sampler's own settings
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +73,14 @@ def test_every_real_text_fits_its_group_and_is_accepted(wyckoff_texts):
             counts[element] += space_groups()[number].position(label).multiplicity
         assert fits(number, counts.values(), max_atoms=20)
         for requested in (None, number):
-            state = WyckoffState(20, 0.5, requested=requested).feed(text)
+            state = WyckoffState(*RULES, requested=requested).feed(text)
             assert state is not None and state.can_end(), text
 
 
 @pytest.mark.parametrize("which", ["crystal", "qwen"])
 def test_every_real_token_is_allowed(which, wyckoff_texts, crystal_tokenizer, qwen_tokenizer):
     tokenizer = crystal_tokenizer if which == "crystal" else qwen_tokenizer
-    constraint = Constraint(tokenizer, "wyckoff", "grammar", 20, 0.5)
+    constraint = Constraint(tokenizer, "wyckoff", "grammar", *RULES)
     # the automaton's exact walk of Qwen's 151k tokens takes ~11 s per text here (measured with the distance rule,
     # whose coordinate sets it walks value by value): a few texts cover its token shapes
     for text in wyckoff_texts[:40 if which == "crystal" else 3]:
@@ -140,12 +144,17 @@ def _check_text(text: str, requested: int | None, state: WyckoffState) -> bool:
     if state.crowded == 0:
         check = structural_validity(structure, min_distance=state.min_distance)
         assert check.valid or check.reason == "volume_out_of_range", (check, text)
+    if state.crowded == 0 and state.loosened == 0 and len(structure) > 1:  # the covalent floor held throughout
+        radii = np.array([COVALENT_RADII[site.specie.symbol] for site in structure])
+        floor = np.maximum(state.min_distance, state.covalent_fraction * (radii[:, None] + radii[None, :]))
+        distances = structure.distance_matrix + np.diag(np.full(len(structure), np.inf))
+        assert (distances > floor - 1e-6).all(), (float((distances - floor).min()), text)
     return state.crowded == 0
 
 
 @pytest.mark.parametrize("mode", ["grammar", "grammar+spacegroup"])
 def test_random_logits_under_the_constraint_always_decode(mode, crystal_tokenizer):
-    constraint = Constraint(crystal_tokenizer, "wyckoff", mode, 20, 0.5)
+    constraint = Constraint(crystal_tokenizer, "wyckoff", mode, *RULES)
     rng = np.random.default_rng(0)
     requested = [None if i % 4 == 0 else int(rng.integers(1, 231)) for i in range(96)]
     tokens, batch, unfinished = _sample(constraint, requested, seed=1)
@@ -159,7 +168,7 @@ def test_random_logits_under_the_constraint_always_decode(mode, crystal_tokenize
 def test_the_samplers_draw_check_agrees_with_the_mask(crystal_tokenizer):
     """The compact sampler keeps a draw when ``accepts`` says yes and redraws from the masked logits otherwise:
     exact only if ``accepts`` is the mask, token for token (checked on the tokens random texts meet)."""
-    constraint = Constraint(crystal_tokenizer, "wyckoff", "grammar+spacegroup", 20, 0.5)
+    constraint = Constraint(crystal_tokenizer, "wyckoff", "grammar+spacegroup", *RULES)
     rng = np.random.default_rng(5)
     requested = [None, 15, 194, 216, 1, 62]
     batch = constraint.start(requested)

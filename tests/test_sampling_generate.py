@@ -89,7 +89,7 @@ def test_garbage_model_finishes_with_every_failure_counted(garbage_model, tokeni
     assert [requested_spacegroup(r["prompt"]) for r in finals] == [None] * 5 + [15] * 3
     assert {r["spacegroup"] for r in finals} == {None, 15}
     assert set(rows[0]) == {"index", "attempt", "text", "repr", "spacegroup", "prompt", "temperature", "top_p",
-                            "seed", "constraint", "decoded", "decode_reason", "refused", "final"}
+                            "seed", "constraint", "crowded", "loosened", "decoded", "decode_reason", "refused", "final"}
 
 
 def test_resampling_stops_at_the_first_decoded_attempt(parrot_model, tokenizer, tmp_path):
@@ -239,5 +239,14 @@ def test_a_garbage_model_under_the_constraint_writes_only_texts_that_decode(garb
         assert (row["refused"] is None) == (achieved == row["spacegroup"]), row
         assert row["final"] == (row["refused"] is None or row["attempt"] == 2)
     assert sum(stats.refused.values()) == sum(row["refused"] is not None for row in rows)
+    # a row whose distance rule never fell back keeps every two atoms more than min_distance apart
+    from plaidpp.evaluation.validity import structural_validity
+
+    assert stats.constraint_crowded == sum(row["crowded"] > 0 for row in rows)
+    assert stats.constraint_loosened == sum(row["loosened"] > 0 for row in rows)
+    for row in rows:
+        if row["crowded"] == 0:
+            assert structural_validity(representation.decode(row["text"]), 0.5).min_distance > 0.5, row["text"]
     record = json.loads(out.with_name(out.name + ".run.json").read_text())
     assert record["constraint"] == "grammar+spacegroup" and record["max_atoms"] == 4
+    assert record["min_distance"] == 0.5 and record["covalent_fraction"] == SamplerSettings().covalent_fraction

@@ -79,7 +79,9 @@ def test_qwen_path_trains_an_adapter_and_samples_from_it(stand_in, tmp_path, qua
     from plaidpp.constraint.automaton import WyckoffState
 
     for row in final_rows(tmp_path / "s.jsonl"):
-        assert WyckoffState(20, 0.5, requested=row["spacegroup"]).feed(row["text"]) is not None, row["text"]
+        state = WyckoffState(sampler.max_atoms, sampler.min_distance, sampler.covalent_fraction,
+                             requested=row["spacegroup"])
+        assert state.feed(row["text"]) is not None, row["text"]
 
     # Reloading for training (what DPO does) gives trainable LoRA weights that take a gradient step.
     model, tokenizer = load_model_and_tokenizer(str(out), cfg.model, for_training=True)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
 
 from plaidpp.constraint.feasibility import fits, next_counts, signature
 from plaidpp.constraint.grammar import ELEMENTS, coords_grammar, wyckoff_grammar
@@ -64,6 +65,7 @@ GENERIC = ((0.1372, 0.2913, 0.4187), (0.3119, 0.0671, 0.2288))
 _NO_POINTS = np.zeros((0, 3))
 COORDINATE_LENGTH = 5  # "0.ddd", the grammar's COORD
 GRID = np.arange(1000) / 1000.0  # every value a coordinate can take ("0.ddd": the value is ddd / 1000)
+COVALENT_RADII = CovalentRadius.radius  # Å, by element (Cordero et al. 2008; every element of the grammar has one)
 
 
 @lru_cache(maxsize=200_000)
@@ -100,6 +102,7 @@ class WyckoffState:
 
     max_atoms: int  # primitive-cell atoms (``sampler.max_atoms``)
     min_distance: float  # Å between any two atoms (``sampler.min_distance``; 0: only no two atoms at one point)
+    covalent_fraction: float  # and more than this fraction of the two atoms' covalent radii (``sampler.covalent_fraction``)
     requested: int | None = None  # the space group the prompt asks for, when the constraint fixes it
     line: int = 0  # 0 formula, 1 space group, 2 abc, 3 angles, 4 "Sites (N)", 5+ sites
     partial: str = ""  # the current line so far
@@ -111,8 +114,10 @@ class WyckoffState:
     remaining: dict[str, int] = field(default_factory=dict)  # atoms still to place, by element
     used: frozenset[str] = frozenset()  # fixed points taken
     occupied: np.ndarray = field(default_factory=lambda: _NO_POINTS)  # every atom placed so far (fractional)
+    occupied_radius: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their covalent radii (Å)
     placed: tuple[str, ...] = ()  # the site lines written so far (what ``occupied`` follows from, for ``key``)
     site: _Site | None = None
+    loosened: int = 0  # coordinates at which no value kept the covalent floor (``min_distance`` alone was kept)
     crowded: int = 0  # coordinates at which no value kept ``min_distance`` (the rule fell back; module docstring)
 
     # ----------------------------------------------------------------------------- public
@@ -172,7 +177,7 @@ class WyckoffState:
         site = None if self.site is None else (
             self.site.element, self.site.applied,
             tuple((p.label, tuple(sorted(params.items()))) for p, params in self.site.alive))
-        return (self.requested, self.max_atoms, self.min_distance, self.line, self.partial,
+        return (self.requested, self.max_atoms, self.min_distance, self.covalent_fraction, self.line, self.partial,
                 tuple(self.formula.items()), self.group.number if self.group else None, self.lengths, self.angles,
                 tuple(sorted(self.remaining.items())), self.used, self.placed, site)
 
@@ -262,7 +267,10 @@ class WyckoffState:
             position = self._position(self.partial.rsplit(" ", 1)[1])
             self.remaining, self.used = self._after(position)
             point = [float(w) for w in self.partial.split(" ")[1:4]]
-            self.occupied = np.concatenate([self.occupied, _orbit(self.group.number, tuple(point))])
+            orbit = _orbit(self.group.number, tuple(point))
+            self.occupied = np.concatenate([self.occupied, orbit])
+            self.occupied_radius = np.concatenate([self.occupied_radius,
+                                                   np.full(len(orbit), COVALENT_RADII[self.site.element])])
             self.placed = self.placed + (self.partial,)
             self.site = None
             if not any(self.remaining.values()):
@@ -276,85 +284,104 @@ class WyckoffState:
     def _coordinate_choices(self, index: int) -> np.ndarray | None:
         """Which of the 1,000 values (``GRID``) coordinate ``index`` may take given the alive positions; None =
         free (a position leaves it to a free parameter that later coordinates still need)."""
-        choices = self._values(index)[0]
-        if any(allowed is None for allowed, _ in choices.values()):
-            return None
-        return np.logical_or.reduce([allowed for allowed, _ in choices.values()])
+        return self._values(index)[2]
 
-    def _values(self, index: int) -> tuple[dict, bool]:
+    def _values(self, index: int) -> tuple[dict, float | None, np.ndarray | None]:
         """For each alive position, which values (``GRID``) coordinate ``index`` may take there (None: free) and
-        whether the point is known once it is written; and whether they keep ``min_distance`` (False: the rule
-        fell back, see the module docstring)."""
+        whether the point is known once it is written; the distance rule they keep (``_rules``); and their union
+        over the positions (None: free)."""
         if index in self.site.values:
             return self.site.values[index]
         choices: dict = {}
         completing = []  # (position, params, candidate values): this coordinate completes the point
         for position, params in self.site.alive:
             row, offset = position.rotation[index], position.translation[index]
-            new = [j for j, v in enumerate(row) if v and j not in params]  # one at most, with coefficient 1
+            new = _new_parameter(row, params)
             later = {j for i in range(index + 1, 3) for j, v in enumerate(position.rotation[i]) if v} - set(params)
-            known = not (later - set(new))  # no parameter left for the coordinates after this one
-            if new and not known:
+            known = not (later - {new})  # no parameter left for the coordinates after this one
+            if new is not None and not known:
                 choices[position] = (None, False)
                 continue
             candidates = np.ones(len(GRID), dtype=bool)
-            if not new:
+            if new is None:
                 value = sum(v * params[j] for j, v in enumerate(row) if v) + offset
                 candidates[:] = False
                 candidates[_grid_index(value)] = True
                 if any(abs(v) >= 2 for v in row):  # 2x from a rounded x can be 0.001 off the encoder's rounding
                     candidates[[_grid_index(value - 0.001), _grid_index(value + 0.001)]] = True
             choices[position] = (candidates, known)
-            if known and (new or not index):  # known only now (a point known before was checked before)
+            if known and (new is not None or not index):  # known only now (a point known before was checked before)
                 completing.append((position, params, candidates))
-        keep = True
+        rule = self._rules()[0]
         if completing:
-            checked = self._check_points(completing, index, strict=True)
             free = any(allowed is None for allowed, _ in choices.values())
-            keep = free or any(allowed.any() for allowed in checked) or any(
-                allowed.any() for p, (allowed, _) in choices.items() if all(p is not c[0] for c in completing))
-            if not keep:
-                checked = self._check_points(completing, index, strict=False)
+            others = any(allowed is not None and allowed.any() for p, (allowed, _) in choices.items()
+                         if all(p is not c[0] for c in completing))
+            points = self._completed_points(completing, index)
+            for rule in self._rules():  # the strictest rule that leaves the coordinate a value
+                checked = self._check_points(points, completing, rule)
+                if free or others or any(allowed.any() for allowed in checked):
+                    break
             for (position, _, _), allowed in zip(completing, checked):
                 choices[position] = (allowed, True)
-        self.site.values[index] = choices, keep
+        union = None if any(allowed is None for allowed, _ in choices.values()) else \
+            np.logical_or.reduce([allowed for allowed, _ in choices.values()])
+        self.site.values[index] = choices, rule, union
         return self.site.values[index]
 
-    def _check_points(self, completing: list, index: int, strict: bool) -> list[np.ndarray]:
-        """For each (position, parameters, candidate values over ``GRID``) whose point coordinate ``index``
-        completes, the candidates that pass, all positions in one pass. Both rules need as many images as the
-        position's multiplicity (a free position's point not on a special one). ``strict``: every atom placed
-        and every other image of the point more than ``min_distance`` away (the evaluation's rule; by symmetry
-        the point's own distances are every image's). Else no two atoms at one point: the point is not an atom
-        placed (a fixed position is not checked: ``used`` keeps it from being taken twice, and refusing its
-        forced coordinates would be a dead end)."""
+    def _rules(self) -> tuple[float | None, ...]:
+        """The distance rules, strictest first, as the covalent fraction each keeps beside ``min_distance``
+        (0.0: ``min_distance`` alone); None, last: no two atoms at one point (module docstring)."""
+        if self.lattice is None:
+            return (None,)
+        return tuple(f for f in dict.fromkeys((self.covalent_fraction, 0.0)) if f > 0 or self.min_distance > 0) \
+            + (None,)
+
+    def _completed_points(self, completing: list, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The points the candidate values of coordinate ``index`` complete, for every (position, parameters,
+        candidates) of ``completing`` in one array, with their images under the group and which images are the
+        point itself (``SpaceGroup.site_symmetry``)."""
         written = [float(w) for w in self.partial.split(" ")[1:1 + index]]
-        blocks, multiplicity, fixed = [], [], []
+        blocks = []
         for position, params, candidates in completing:
             values = GRID[candidates]
             points = np.empty((len(values), 3))
             points[:, :index] = written
             points[:, index] = values
-            new = [j for j, v in enumerate(position.rotation[index]) if v and j not in params]
-            full = {**params, new[0]: (values - position.translation[index]) % 1.0} if new else params
+            new = _new_parameter(position.rotation[index], params)
+            full = params if new is None else {**params, new: (values - position.translation[index]) % 1.0}
             for i in range(index + 1, 3):  # forced by the parameters, rounded as the text will write them
                 value = sum(v * full[j] for j, v in enumerate(position.rotation[i]) if v) + position.translation[i]
                 points[:, i] = np.round(value % 1.0, 3) % 1.0
             blocks.append(points)
-            multiplicity += [position.multiplicity] * len(values)
-            fixed += [position.fixed] * len(values)
         points = np.concatenate(blocks)
         images, same = self.group.site_symmetry(points)
-        passes = same.sum(axis=1) * np.array(multiplicity) == same.shape[1]
-        if strict and self.lattice is not None and self.min_distance > 0:
-            own = np.where(same, np.inf, _lengths(images - points[:, None, :], self.lattice, self.min_distance))
-            nearest = own.min(axis=1)
+        return points, images, same
+
+    def _check_points(self, completed: tuple, completing: list, rule: float | None) -> list[np.ndarray]:
+        """For each (position, parameters, candidate values over ``GRID``) of ``completing``, the candidates
+        whose points (``_completed_points``) pass ``rule``. Every rule needs as many images as the position's
+        multiplicity (a free position's point not on a special one). A fraction ``f``: every atom placed and
+        every other image of the point farther than ``max(min_distance, f × (r_i + r_j))``, r the covalent
+        radii (the evaluation's rule when f = 0; by symmetry the point's own distances are every image's).
+        None: no two atoms at one point: the point is not an atom placed (a fixed position is not checked:
+        ``used`` keeps it from being taken twice, and refusing its forced coordinates would be a dead end)."""
+        points, images, same = completed
+        multiplicity = np.concatenate([np.full(c.sum(), p.multiplicity) for p, _, c in completing])
+        passes = same.sum(axis=1) * multiplicity == same.shape[1]
+        if rule is not None:
+            radius = COVALENT_RADII[self.site.element]
+            own_floor = max(self.min_distance, rule * 2 * radius)
+            placed_floor = np.maximum(self.min_distance, rule * (radius + self.occupied_radius))
+            within = max(own_floor, float(placed_floor.max(initial=0.0)))
+            own = np.where(same, np.inf, _lengths(images - points[:, None, :], self.lattice, within))
+            passes &= own.min(axis=1) > own_floor  # the evaluation: valid above min_distance
             if len(self.occupied):
-                placed = _lengths(self.occupied[None, :, :] - points[:, None, :], self.lattice, self.min_distance)
-                nearest = np.minimum(nearest, placed.min(axis=1))
-            passes &= nearest > self.min_distance  # the evaluation: valid above it
+                placed = _lengths(self.occupied[None, :, :] - points[:, None, :], self.lattice, within)
+                passes &= (placed > placed_floor).all(axis=1)
         elif len(self.occupied):
-            passes &= np.array(fixed) | ~coincide(points, self.occupied).any(axis=1)
+            fixed = np.concatenate([np.full(c.sum(), p.fixed) for p, _, c in completing])
+            passes &= fixed | ~coincide(points, self.occupied).any(axis=1)
         out, start = [], 0
         for _, _, candidates in completing:
             allowed = np.zeros(len(GRID), dtype=bool)
@@ -370,18 +397,18 @@ class WyckoffState:
             value = float(word)
         except ValueError:  # the grammar would not let it through; the automaton says no as well
             return False
-        choices, keeps_distance = self._values(index)
-        self.crowded += not keeps_distance
+        choices, rule, _ = self._values(index)
+        self.crowded += rule is None
+        self.loosened += rule is not None and rule < self.covalent_fraction
         alive = []
         written = [float(w) for w in self.partial.split(" ")[1:1 + index]] + [value]
         for position, params in self.site.alive:
             allowed, known = choices[position]
             if allowed is not None and not allowed[int(word[2:])]:
                 continue
-            row, offset = position.rotation[index], position.translation[index]
-            new = [j for j, v in enumerate(row) if v and j not in params]
-            if new:
-                params = {**params, new[0]: (value - offset) % 1.0}
+            new = _new_parameter(position.rotation[index], params)
+            if new is not None:
+                params = {**params, new: (value - position.translation[index]) % 1.0}
             if known or self._generic_fits(position, params, written):
                 alive.append((position, params))
         self.site = _Site(self.site.element, tuple(alive), index + 1)
@@ -408,6 +435,12 @@ class WyckoffState:
         remaining = {**self.remaining, self.site.element: self.remaining[self.site.element] - position.multiplicity}
         used = self.used | {position.label} if position.fixed else self.used
         return remaining, used
+
+
+def _new_parameter(row, params: dict[int, float]) -> int | None:
+    """The free parameter a coordinate (its row of the position's rotation) fixes, or None: every parameter it
+    reads is fixed already (a position's coordinates each bring one new parameter at most, with coefficient 1)."""
+    return next((j for j, v in enumerate(row) if v and j not in params), None)
 
 
 def _grid_index(value: float) -> int:
@@ -701,13 +734,15 @@ class Constraint:
     """Everything built once per tokenizer and setting: the compiled grammar, llguidance's view of the
     tokenizer, and the token table of the automaton (Wyckoff text only; the coords text gets the grammar)."""
 
-    def __init__(self, tokenizer, repr: str, mode: str, max_atoms: int, min_distance: float) -> None:
+    def __init__(self, tokenizer, repr: str, mode: str, max_atoms: int, min_distance: float,
+                 covalent_fraction: float) -> None:
         import llguidance
         import llguidance.hf
 
         if mode not in CONSTRAINTS[1:]:
             raise ValueError(f"constraint must be one of {CONSTRAINTS[1:]}, got {mode!r}")
         self.mode, self.repr, self.max_atoms, self.min_distance = mode, repr, max_atoms, min_distance
+        self.covalent_fraction = covalent_fraction
         self.eos = tokenizer.eos_token_id
         self.vocab_size = len(tokenizer)
         self.ll_tokenizer = llguidance.hf.from_tokenizer(tokenizer)
@@ -745,7 +780,8 @@ class ConstrainedBatch:
     def __post_init__(self) -> None:
         c = self.constraint
         self.matchers = [c._prototype.deep_copy() for _ in self.requested]
-        self.states = [WyckoffState(c.max_atoms, c.min_distance, requested=r) if c.table else None for r in self.requested]
+        self.states = [WyckoffState(c.max_atoms, c.min_distance, c.covalent_fraction, requested=r)
+                       if c.table else None for r in self.requested]
 
     def mask(self, logits, rows: list[int], exact: bool = True) -> None:
         """Set to -inf, in place, the logits of tokens the constraint forbids; row ``k`` of ``logits`` is text

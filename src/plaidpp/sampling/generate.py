@@ -73,6 +73,8 @@ class SamplingStats:
     constraint: str = "none"
     constraint_redraws: int = 0  # draws the constraint forbade (redrawn from the masked distribution)
     constraint_dead_ends: int = 0  # steps at which the constraint allowed no token (never expected; left free)
+    constraint_crowded: int = 0  # texts where the distance rule fell back (no value kept sampler.min_distance)
+    constraint_loosened: int = 0  # texts where the covalent floor gave way to sampler.min_distance somewhere
     refused: dict[str, int] = field(default_factory=dict)  # decoded crystals resampled, by reason (``_decode``)
 
     @property
@@ -99,7 +101,9 @@ class SamplingStats:
             "crystals_per_s": self.crystals_per_s, "attempts_per_s": self.attempts_per_s,
             "tokens_per_s": self.tokens_per_s, "decode_reasons": dict(sorted(self.decode_reasons.items())),
             "constraint": self.constraint, "constraint_redraws": self.constraint_redraws,
-            "constraint_dead_ends": self.constraint_dead_ends, "refused": dict(sorted(self.refused.items())),
+            "constraint_dead_ends": self.constraint_dead_ends, "constraint_crowded": self.constraint_crowded,
+            "constraint_loosened": self.constraint_loosened,
+            "refused": dict(sorted(self.refused.items())),
         }
 
 
@@ -319,7 +323,8 @@ def run_record(model_id: str, repr: str, temperature: float, sampler: SamplerSet
     return {"model": model_id, "repr": repr, "temperature": float(temperature), "top_p": sampler.top_p,
             "batch_size": sampler.batch_size, "max_attempts": sampler.max_attempts,
             "max_new_tokens": sampler.max_new_tokens, "engine": sampler.engine, "constraint": sampler.constraint,
-            "max_atoms": sampler.max_atoms, "min_distance": sampler.min_distance, "seed": int(seed),
+            "max_atoms": sampler.max_atoms, "min_distance": sampler.min_distance,
+            "covalent_fraction": sampler.covalent_fraction, "seed": int(seed),
             "n_slots": len(slot_prompt), "prompts_sha256": prompts}
 
 
@@ -390,10 +395,10 @@ def _constraint(tokenizer, repr: str, sampler: SamplerSettings):
     from plaidpp.constraint.automaton import Constraint
 
     key = (tokenizer.name_or_path, len(tokenizer), tokenizer.eos_token_id, repr, sampler.constraint,
-           sampler.max_atoms, sampler.min_distance)
+           sampler.max_atoms, sampler.min_distance, sampler.covalent_fraction)
     if key not in _CONSTRAINTS:
         _CONSTRAINTS[key] = Constraint(tokenizer, repr, sampler.constraint, sampler.max_atoms,
-                                       sampler.min_distance)
+                                       sampler.min_distance, sampler.covalent_fraction)
     return _CONSTRAINTS[key]
 
 
@@ -424,20 +429,27 @@ def _sample_into(model, tokenizer, representation, constraint, slot_prompt: list
             batch, queue = queue[:batch_size], queue[batch_size:]
             batch_seed = (int(seed) * 1_000_003 + batch[0][0] * 7919 + batch[0][1]) % (2**31 - 1)
             gen_started = time.perf_counter()
-            constrained = None if constraint is None else \
-                constraint.start([requested_spacegroup(slot_prompt[i]) for i, _ in batch])
+            requested = [requested_spacegroup(slot_prompt[i]) for i, _ in batch]
+            constrained = None if constraint is None else constraint.start(requested)
             texts, new_tokens = sample_batch(model, tokenizer, [slot_prompt[i] for i, _ in batch],
                                               temperature, sampler.top_p, sampler.max_new_tokens, batch_seed,
                                               constrained)
             stats.generate_seconds += time.perf_counter() - gen_started
+            # coordinates of each text at which the distance rule gave way (``WyckoffState.crowded``, ``loosened``)
+            states = [None] * len(batch) if constrained is None else constrained.states
+            crowded = [0 if state is None else state.crowded for state in states]
+            loosened = [0 if state is None else state.loosened for state in states]
             if constrained is not None:
                 stats.constraint_redraws += constrained.redraws
                 stats.constraint_dead_ends += constrained.dead_ends
+                stats.constraint_crowded += sum(n > 0 for n in crowded)
+                stats.constraint_loosened += sum(n > 0 for n in loosened)
             stats.new_tokens += new_tokens
             lines, retry = [], []
-            for (index, attempt), text in zip(batch, texts):
+            for (index, attempt), text, group, n_crowded, n_loosened in zip(batch, texts, requested, crowded,
+                                                                              loosened):
                 prompt = slot_prompt[index]
-                reason, refused = _decode(representation, text, requested_spacegroup(prompt), keep_group)
+                reason, refused = _decode(representation, text, group, keep_group)
                 final = (reason is None and refused is None) or attempt + 1 >= max_attempts
                 stats.attempts += 1
                 stats.decoded += reason is None
@@ -452,9 +464,9 @@ def _sample_into(model, tokenizer, representation, constraint, slot_prompt: list
                     retry.append((index, attempt + 1))
                 lines.append(json.dumps({
                     "index": index, "attempt": attempt, "text": text, "repr": repr,
-                    "spacegroup": requested_spacegroup(prompt), "prompt": prompt,
+                    "spacegroup": group, "prompt": prompt,
                     "temperature": float(temperature), "top_p": float(sampler.top_p), "seed": batch_seed,
-                    "constraint": sampler.constraint,
+                    "constraint": sampler.constraint, "crowded": n_crowded, "loosened": n_loosened,
                     "decoded": reason is None, "decode_reason": reason, "refused": refused, "final": final,
                 }))
             handle.write("".join(line + "\n" for line in lines))

@@ -117,5 +117,7 @@ def _add_file_totals(summary: dict, out_file: Path) -> None:
     summary["file_final"] = len(finals)
     summary["file_final_decoded"] = sum(r["decoded"] for r in finals)
     summary["file_refused"] = sum(r.get("refused") is not None for r in rows)  # decoded, resampled (generate)
+    summary["file_crowded"] = sum(r.get("crowded", 0) > 0 for r in finals)  # kept, distance rule fell back
+    summary["file_loosened"] = sum(r.get("loosened", 0) > 0 for r in finals)  # kept, covalent floor gave way
     summary["file_first_attempt_parse_rate"] = (
         sum(r["decoded"] for r in rows if r["attempt"] == 0) / max(1, sum(r["attempt"] == 0 for r in rows)))

@@ -41,7 +41,11 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=".cache/benchmarks/constrained")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated sampler.constraint values")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                        help="sampler overrides compared in the same run (repeat; default: the settings as they are)")
     args = parser.parse_args()
+    variants = dict(v.split(":", 1) for v in args.variant) or {"default": ""}
 
     import torch
 
@@ -62,33 +66,39 @@ def main() -> None:
     out = Path(args.out)
     results = []
     for engine in args.engines.split(","):
-        for mode in MODES:
-            path = out / f"{engine}_{mode}.jsonl"
+        for (variant, overrides), mode in ((v, m) for v in variants.items() for m in args.modes.split(",")):
+            path = out / f"{engine}_{variant}_{mode}.jsonl"
             for stale in (path, path.with_name(path.name + ".run.json")):
                 stale.unlink(missing_ok=True)
             sampler = compose("sample", [f"model_dir={args.model}", f"sampler.engine={engine}",
-                                         f"sampler.constraint={mode}"]).sampler
+                                         f"sampler.constraint={mode}", *filter(None, overrides.split(","))]).sampler
             stats = generate(model, tokenizer, prompts, counts, sampler=sampler, temperature=args.temperature,
                              repr="wyckoff", out_path=path, seed=args.seed, model_id=model_fingerprint(args.model),
                              progress=False)
             started = time.perf_counter()
-            cfg = compose("evaluate", [f"samples={path}", f"out={out / f'eval_{engine}_{mode}'}", "relax.enabled=false",
+            cfg = compose("evaluate", [f"samples={path}", f"out={out / f'eval_{engine}_{variant}_{mode}'}",
+                                       "relax.enabled=false",
                                        "progress=false", "tracking.uri=null", "metrics_file=null"])
             summary = evaluate(cfg)
-            results.append({"engine": engine, "constraint": mode, **stats.as_dict(),
+            results.append({"engine": engine, "variant": variant, "constraint": mode, **stats.as_dict(),
                             "score_seconds": round(time.perf_counter() - started, 1),
                             **{k: summary.get(k) for k in summary if k.startswith(RATES) or k.startswith("n_")}})
             row = results[-1]
-            print(f"{engine:8s} {mode:19s} {stats.attempts:5d} attempts for {stats.n_slots} slots, parse "
+            print(f"{engine:8s} {variant:10s} {mode:19s} {stats.attempts:5d} attempts for {stats.n_slots} slots, parse "
                   f"{100 * stats.decoded / stats.attempts:5.1f} %, {stats.crystals_per_s:6.1f} crystals/s, "
                   f"{stats.tokens_per_s:7.0f} tokens/s, redraws {stats.constraint_redraws} of {stats.new_tokens} "
-                  f"tokens, dead ends {stats.constraint_dead_ends}, refused {stats.refused}", flush=True)
+                  f"tokens, dead ends {stats.constraint_dead_ends}, refused {stats.refused}, texts loosened "
+                  f"{stats.constraint_loosened} / crowded {stats.constraint_crowded}", flush=True)
             print("    " + "  ".join(f"{name.removesuffix('_rate')} {_fmt(summary, name)}" for name in RATES)
                   + f"  (of {summary.get('n_requested')} requested)", flush=True)
-    print("\nthroughput against none on the same engine (crystals/s, tokens/s):")
+    print("\nthroughput against none on the same engine and variant (crystals/s, tokens/s):")
     for row in results:
-        ref = next(r for r in results if r["engine"] == row["engine"] and r["constraint"] == "none")
-        print(f"  {row['engine']:8s} {row['constraint']:19s} {row['crystals_per_s'] / ref['crystals_per_s']:6.2f}  "
+        ref = next((r for r in results if r["engine"] == row["engine"] and r["variant"] == row["variant"]
+                    and r["constraint"] == "none"), None)
+        if ref is None:
+            continue
+        print(f"  {row['engine']:8s} {row['variant']:10s} {row['constraint']:19s} "
+              f"{row['crystals_per_s'] / ref['crystals_per_s']:6.2f}  "
               f"{row['tokens_per_s'] / ref['tokens_per_s']:6.2f}")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))

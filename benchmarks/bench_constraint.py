@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=900, help="texts to replay")
     args = parser.parse_args()
 
-    from plaidpp.constraint.automaton import Constraint
+    from plaidpp.constraint.automaton import Constraint, Rules
     from plaidpp.settings.sampling import SamplerSettings
     from plaidpp.training.models import load_tokenizer
 
@@ -45,8 +45,7 @@ def main() -> None:
 
     started = time.perf_counter()
     sampler = SamplerSettings()  # what the sampler builds, once per tokenizer
-    constraint = Constraint(tokenizer, "wyckoff", "grammar+spacegroup", sampler.max_atoms, sampler.min_distance,
-                            sampler.covalent_fraction)
+    constraint = Constraint(tokenizer, "wyckoff", "grammar+spacegroup", Rules.of(sampler))
     print(f"set-up (grammar compile, tokenizer views): {time.perf_counter() - started:.2f} s")
 
     grammar_s, grammar_n = 0.0, 0

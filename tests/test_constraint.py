@@ -11,7 +11,7 @@ import pytest
 import torch
 from pymatgen.core import Structure
 
-from plaidpp.constraint.automaton import COVALENT_RADII, Constraint, WyckoffState
+from plaidpp.constraint.automaton import COVALENT_RADII, Constraint, Rules, WyckoffState
 from plaidpp.constraint.feasibility import fits
 from plaidpp.constraint.grammar import ELEMENTS
 from plaidpp.constraint.spacegroups import TABLE_FILE, build_tables, space_groups
@@ -21,7 +21,7 @@ from plaidpp.representation.wyckoff import spacegroup_number
 from plaidpp.settings.sampling import SamplerSettings
 
 SAMPLER = SamplerSettings()
-RULES = (SAMPLER.max_atoms, SAMPLER.min_distance, SAMPLER.covalent_fraction)  # the sampler's own settings
+RULES = Rules.of(SAMPLER)  # the sampler's own settings
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +73,14 @@ def test_every_real_text_fits_its_group_and_is_accepted(wyckoff_texts):
             counts[element] += space_groups()[number].position(label).multiplicity
         assert fits(number, counts.values(), max_atoms=20)
         for requested in (None, number):
-            state = WyckoffState(*RULES, requested=requested).feed(text)
+            state = WyckoffState(RULES, requested=requested).feed(text)
             assert state is not None and state.can_end(), text
 
 
 @pytest.mark.parametrize("which", ["crystal", "qwen"])
 def test_every_real_token_is_allowed(which, wyckoff_texts, crystal_tokenizer, qwen_tokenizer):
     tokenizer = crystal_tokenizer if which == "crystal" else qwen_tokenizer
-    constraint = Constraint(tokenizer, "wyckoff", "grammar", *RULES)
+    constraint = Constraint(tokenizer, "wyckoff", "grammar", RULES)
     # the automaton's exact walk of Qwen's 151k tokens takes ~11 s per text here (measured with the distance rule,
     # whose coordinate sets it walks value by value): a few texts cover its token shapes
     for text in wyckoff_texts[:40 if which == "crystal" else 3]:
@@ -141,12 +141,14 @@ def _check_text(text: str, requested: int | None, state: WyckoffState) -> bool:
             assert abs((point[i] - expected + 0.5) % 1.0 - 0.5) < 0.0015, (line, text)
         fixed[label] += position.fixed
     assert max(fixed.values(), default=0) <= 1, text  # no fixed point taken twice
+    volume, floor = structure.lattice.volume, state.rules.volume_fraction * state.formula_volume
+    assert state.rules.volume_fraction > 0 and volume >= floor * (1 - 1e-9), (volume, floor, text)  # room for it
     if state.crowded == 0:
-        check = structural_validity(structure, min_distance=state.min_distance)
+        check = structural_validity(structure, min_distance=state.rules.min_distance)
         assert check.valid or check.reason == "volume_out_of_range", (check, text)
     if state.crowded == 0 and state.loosened == 0 and len(structure) > 1:  # the covalent floor held throughout
         radii = np.array([COVALENT_RADII[site.specie.symbol] for site in structure])
-        floor = np.maximum(state.min_distance, state.covalent_fraction * (radii[:, None] + radii[None, :]))
+        floor = np.maximum(state.rules.min_distance, state.rules.covalent_fraction * (radii[:, None] + radii[None, :]))
         distances = structure.distance_matrix + np.diag(np.full(len(structure), np.inf))
         assert (distances > floor - 1e-6).all(), (float((distances - floor).min()), text)
     return state.crowded == 0
@@ -154,7 +156,7 @@ def _check_text(text: str, requested: int | None, state: WyckoffState) -> bool:
 
 @pytest.mark.parametrize("mode", ["grammar", "grammar+spacegroup"])
 def test_random_logits_under_the_constraint_always_decode(mode, crystal_tokenizer):
-    constraint = Constraint(crystal_tokenizer, "wyckoff", mode, *RULES)
+    constraint = Constraint(crystal_tokenizer, "wyckoff", mode, RULES)
     rng = np.random.default_rng(0)
     requested = [None if i % 4 == 0 else int(rng.integers(1, 231)) for i in range(96)]
     tokens, batch, unfinished = _sample(constraint, requested, seed=1)
@@ -168,7 +170,7 @@ def test_random_logits_under_the_constraint_always_decode(mode, crystal_tokenize
 def test_the_samplers_draw_check_agrees_with_the_mask(crystal_tokenizer):
     """The compact sampler keeps a draw when ``accepts`` says yes and redraws from the masked logits otherwise:
     exact only if ``accepts`` is the mask, token for token (checked on the tokens random texts meet)."""
-    constraint = Constraint(crystal_tokenizer, "wyckoff", "grammar+spacegroup", *RULES)
+    constraint = Constraint(crystal_tokenizer, "wyckoff", "grammar+spacegroup", RULES)
     rng = np.random.default_rng(5)
     requested = [None, 15, 194, 216, 1, 62]
     batch = constraint.start(requested)
@@ -212,3 +214,53 @@ def test_distance_rule_sees_every_close_pair(abc_angles, within):
     assert close.sum() > 20  # the test sees close pairs at all
     np.testing.assert_allclose(found[close], brute[close], atol=1e-9)
     assert np.all(found[~close] >= within - 1e-9)
+
+
+@pytest.mark.parametrize("low_high", [(100, 9999), (451, 9999), (2503, 2503), (8000, 15000), (3000, 4499),
+                                      (9999, 9999), (12345, 14999)])
+def test_number_rule_leads_only_to_numbers_in_range(low_high):
+    """``_number_next`` (the volume rule's lattice numbers) against every number of its form: walking its
+    characters reaches exactly the numbers in [low, high], and never a prefix with nowhere to go."""
+    from plaidpp.constraint.automaton import _number_next
+
+    low, high = low_high
+    reached, stack = set(), [""]
+    while stack:
+        word = stack.pop()
+        chars = _number_next(word, low, high, " ")
+        assert chars, word  # no dead end
+        for char in chars:
+            if char == " ":
+                reached.add(word)
+            else:
+                stack.append(word + char)
+    expected = {f"{v // 100}.{v % 100:02d}" for v in range(low, high + 1)}
+    assert reached == expected
+
+
+@pytest.mark.parametrize("group, formula", [(1, "Cs4I4"), (2, "Cs4I4"), (12, "Cs4I4"), (15, "Cs4I4"), (62, "Cs4I4"),
+                                            (139, "Cs4I4"), (166, "Cs3I3"), (194, "Cs4I4"), (225, "Cs4I4")])
+def test_volume_rule_leaves_room_in_every_crystal_system(group, formula):
+    """With a floor near the median real cell (0.95 of the predicted volume), random lattice lines for one
+    formula in each crystal system always find a cell (no dead end) and every cell found holds the floor."""
+    from plaidpp.constraint.automaton import ANGLE_RANGE, LENGTH_RANGE, _number_next
+    from plaidpp.representation.base import build_lattice
+
+    rng = np.random.default_rng(group)
+    rules = Rules(SAMPLER.max_atoms, SAMPLER.min_distance, SAMPLER.covalent_fraction, 0.95)
+    for _ in range(20):
+        state = WyckoffState(rules).feed(f"{formula}\nSpacegroup: {space_groups()[group].symbol}\n")
+        for label in ("abc: ", "angles: "):
+            state = state.feed(label)
+            line = state.line
+            while state.line == line:  # one number after another: a character the rules allow, at random
+                words = state.partial.split(" ")
+                chars = state.next_chars()
+                if chars is None:  # a free number: the grammar's format and range
+                    grammar = LENGTH_RANGE if label == "abc: " else ANGLE_RANGE
+                    chars = _number_next(words[-1], *grammar, "\n" if len(words) == 4 else " ")
+                options = sorted(c for c in chars if state.step(c) is not None)
+                assert options, state.partial
+                state = state.step(options[rng.integers(len(options))])
+        volume = build_lattice([float(v) for v in state.lengths], [float(v) for v in state.angles]).volume
+        assert volume >= 0.95 * state.formula_volume * (1 - 1e-9), (group, state.lengths, state.angles)

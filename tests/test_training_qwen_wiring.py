@@ -76,11 +76,10 @@ def test_qwen_path_trains_an_adapter_and_samples_from_it(stand_in, tmp_path, qua
                      temperature=1.0, repr="wyckoff", out_path=tmp_path / "s.jsonl", seed=0, model_id="stand-in",
                      progress=False)
     assert stats.finals == 4 and stats.constraint_dead_ends == 0
-    from plaidpp.constraint.automaton import WyckoffState
+    from plaidpp.constraint.automaton import Rules, WyckoffState
 
     for row in final_rows(tmp_path / "s.jsonl"):
-        state = WyckoffState(sampler.max_atoms, sampler.min_distance, sampler.covalent_fraction,
-                             requested=row["spacegroup"])
+        state = WyckoffState(Rules.of(sampler), requested=row["spacegroup"])
         assert state.feed(row["text"]) is not None, row["text"]
 
     # Reloading for training (what DPO does) gives trainable LoRA weights that take a gradient step.

@@ -16,6 +16,13 @@ Two layers, intersected at every step (``sampling.constraint``):
    is a walk of the tokenizer's sorted vocabulary guided by the automaton, so it only visits the tokens that
    can start an allowed string (``TokenTable.allowed``).
 
+**Room for the formula** (``volume_fraction``): the formula line comes first, so the lattice lines can be held
+to a cell of at least ``volume_fraction`` times the volume the formula predicts (``volumes.py``: per-element atomic
+volumes fitted to MP-20, within 0.65-1.23 of every training cell). Each free lattice parameter is offered only the
+values (as a range of its two-decimal numbers) with which the parameters still to come can reach that volume: the
+lengths still free at their largest and the free angles at 90 deg (``WyckoffState._volume_bounds``), so the last
+one always finds a value.
+
 Feasibility (``feasibility.py``) is checked before every choice, so the automaton never leaves the sampler
 without a token: a text that follows it ends with EOS once every atom of the formula is placed.
 
@@ -43,6 +50,7 @@ from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
 from plaidpp.constraint.feasibility import fits, next_counts, signature
 from plaidpp.constraint.grammar import ELEMENTS, coords_grammar, wyckoff_grammar
 from plaidpp.constraint.spacegroups import SpaceGroup, coincide, space_groups
+from plaidpp.constraint.volumes import predicted_volume
 from plaidpp.representation.base import DecodeError, build_lattice
 from plaidpp.representation.wyckoff import format_coordinate
 from plaidpp.settings.sampling import CONSTRAINTS
@@ -66,6 +74,25 @@ _NO_POINTS = np.zeros((0, 3))
 COORDINATE_LENGTH = 5  # "0.ddd", the grammar's COORD
 GRID = np.arange(1000) / 1000.0  # every value a coordinate can take ("0.ddd": the value is ddd / 1000)
 COVALENT_RADII = CovalentRadius.radius  # Å, by element (Cordero et al. 2008; every element of the grammar has one)
+LENGTH_RANGE = (100, 9999)  # hundredths of an Å: the grammar's LENGTH, 1.00-99.99
+ANGLE_RANGE = (3000, 15000)  # hundredths of a degree: the grammar's ANGLE, 30.00-150.00
+# The volume rule asks each lattice parameter written before the last free one for this much more room per free
+# parameter still to come, so that the last finds a value on the 0.01 grid (far above the grid's own effect)
+VOLUME_SLACK = 1e-3
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The constraint's settings: ``SamplerSettings``' fields of the same names, which document them."""
+
+    max_atoms: int  # primitive-cell atoms
+    min_distance: float  # Å between any two atoms (0: only no two atoms at one point)
+    covalent_fraction: float  # and more than this fraction of the two atoms' covalent radii (0: off)
+    volume_fraction: float  # the cell at least this fraction of the volume its formula predicts (0: off)
+
+    @classmethod
+    def of(cls, sampler) -> Rules:
+        return cls(sampler.max_atoms, sampler.min_distance, sampler.covalent_fraction, sampler.volume_fraction)
 
 
 @lru_cache(maxsize=200_000)
@@ -100,9 +127,7 @@ class WyckoffState:
     character, or None when the rules forbid it. A state is never changed once made.
     """
 
-    max_atoms: int  # primitive-cell atoms (``sampler.max_atoms``)
-    min_distance: float  # Å between any two atoms (``sampler.min_distance``; 0: only no two atoms at one point)
-    covalent_fraction: float  # and more than this fraction of the two atoms' covalent radii (``sampler.covalent_fraction``)
+    rules: Rules
     requested: int | None = None  # the space group the prompt asks for, when the constraint fixes it
     line: int = 0  # 0 formula, 1 space group, 2 abc, 3 angles, 4 "Sites (N)", 5+ sites
     partial: str = ""  # the current line so far
@@ -115,6 +140,7 @@ class WyckoffState:
     used: frozenset[str] = frozenset()  # fixed points taken
     occupied: np.ndarray = field(default_factory=lambda: _NO_POINTS)  # every atom placed so far (fractional)
     occupied_radius: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their covalent radii (Å)
+    formula_volume: float = 0.0  # Å^3 the formula fills in a typical MP-20 crystal (the volume rule's unit)
     placed: tuple[str, ...] = ()  # the site lines written so far (what ``occupied`` follows from, for ``key``)
     site: _Site | None = None
     loosened: int = 0  # coordinates at which no value kept the covalent floor (``min_distance`` alone was kept)
@@ -177,17 +203,17 @@ class WyckoffState:
         site = None if self.site is None else (
             self.site.element, self.site.applied,
             tuple((p.label, tuple(sorted(params.items()))) for p, params in self.site.alive))
-        return (self.requested, self.max_atoms, self.min_distance, self.covalent_fraction, self.line, self.partial,
+        return (self.requested, self.rules, self.line, self.partial,
                 tuple(self.formula.items()), self.group.number if self.group else None, self.lengths, self.angles,
                 tuple(sorted(self.remaining.items())), self.used, self.placed, site)
 
     def next_chars(self) -> frozenset[str] | None:
         if "_next" not in self.__dict__:
             if self.line == 0:  # depends on the text and the settings only: shared by every row of a run
-                chars = _formula_next(self.partial, self.requested, self.max_atoms)
+                chars = _formula_next(self.partial, self.requested, self.rules.max_atoms)
             elif self.line == 1:
                 chars = _symbol_next(self.partial, tuple(sorted(self.formula.values())), self.requested,
-                                     self.max_atoms)
+                                     self.rules.max_atoms)
             else:
                 chars = self._word_next()
             self.__dict__["_next"] = chars
@@ -200,6 +226,10 @@ class WyckoffState:
         if self.in_coordinate():
             allowed = self._coordinate_choices(index - 1)
             return None if allowed is None else _grid_next(word, allowed)
+        if self.line in (2, 3) and 1 <= index <= 3:
+            bounds = self._volume_bounds(index - 1)
+            if bounds is not None:
+                return _number_next(word, *bounds, "\n" if index == 3 else " ")
         strings, ends = self._word_choices(index)
         return None if strings is None else _continuations(word, strings, ends)
 
@@ -209,7 +239,7 @@ class WyckoffState:
             if index != 1:
                 return None, " "
             counts = tuple(sorted(self.formula.values()))
-            return _symbols_that_fit(counts, self.requested, self.max_atoms), "\n"
+            return _symbols_that_fit(counts, self.requested, self.rules.max_atoms), "\n"
         if self.line in (2, 3):
             if not 1 <= index <= 3:
                 return None, " "
@@ -220,7 +250,7 @@ class WyckoffState:
                 forced = FIXED_ANGLES.get(self.group.lattice_type, (None,) * 3)[index - 1]
                 if self.group.lattice_type == "triclinic" and index == 3:
                     alpha, beta = (float(w) for w in self.partial.split(" ")[1:3])
-                    return _closing_angles(alpha, beta), "\n"
+                    return _closing_angles(alpha, beta, self._needed_factor()), "\n"
             return (None if forced is None else frozenset([forced])), "\n" if index == 3 else " "
         if self.line == 4:
             return (None, " ") if index == 0 else (frozenset([f"({sum(self.formula.values())})"]), "\n")
@@ -252,6 +282,7 @@ class WyckoffState:
     def _finish_line(self) -> bool:
         if self.line == 0:
             self.formula = _parse_formula(self.partial)
+            self.formula_volume = predicted_volume(self.formula)
         elif self.line == 1:
             self.group = space_groups()[SYMBOLS[self.partial.split(" ", 1)[1]]]
         elif self.line == 3:
@@ -276,6 +307,53 @@ class WyckoffState:
             if not any(self.remaining.values()):
                 return False  # every atom is placed: the text ends here (EOS)
         return True
+
+    # ----------------------------------------------------------------------------- the cell's volume
+    def _needed_volume(self) -> float:
+        """Å^3 the cell must hold: ``volume_fraction`` of the volume its formula predicts (0: no rule)."""
+        return self.rules.volume_fraction * self.formula_volume
+
+    def _needed_factor(self) -> float:
+        """What the angles must give once the lengths are written: volume = a b c x factor(angles)."""
+        return self._needed_volume() / math.prod(float(v) for v in self.lengths)
+
+    def _volume_bounds(self, index: int) -> tuple[int, int] | None:
+        """The range (hundredths) of free lattice parameter ``index`` (of the line's three) with which the cell can
+        still hold the volume rule, or None (no rule, a forced parameter, or one the rule does not narrow).
+
+        The volume is a b c x factor(alpha, beta, gamma), the factor at most 1 (sin 120 deg for the hexagonal
+        axes), so a length needs room for the rule with the lengths still free at 99.99 and the free angles at
+        90 deg; then the angles: sin alpha (>= factor with beta, gamma free), sin alpha sin beta (with gamma free,
+        its best gamma = arccos(cos alpha cos beta)); the triclinic gamma is the set ``_closing_angles`` keeps."""
+        needed = self._needed_volume()
+        kind = self.group.lattice_type
+        fixed = FIXED_ANGLES.get(kind, (None,) * 3)
+        if not needed or (self.line == 3 and (fixed[index] is not None or kind == "triclinic" and index == 2)):
+            return None
+        free_angles = [i for i, a in enumerate(fixed) if a is None]
+        if self.line == 2:
+            tied = TIED_LENGTHS.get(kind, (None,) * 3)
+            if tied[index] is not None:
+                return None
+            later = sum(t is None for t in tied[index + 1:]) + len(free_angles)
+            power, product = 1, _cell_factor(*(90.0 if a is None else float(a) for a in fixed))
+            for j in range(3):
+                if j < index:
+                    product *= float(self.lengths[j])
+                elif j > index and tied[j] == index:
+                    power += 1
+                elif j > index:
+                    product *= 99.99 if tied[j] is None else float(self.lengths[tied[j]])
+            low = (needed * (1 + VOLUME_SLACK * later) / product) ** (1 / power)
+            return _hundredths(low, None, LENGTH_RANGE)
+        later = len([i for i in free_angles if i > index])
+        sine = self._needed_factor() * (1 + VOLUME_SLACK * later)
+        for written in self.partial.split(" ")[1:1 + index]:  # the triclinic alpha, when beta is asked for
+            sine /= math.sin(math.radians(float(written)))
+        if sine <= 0.5:  # sin 30 deg: every angle the grammar allows
+            return None
+        low = math.degrees(math.asin(min(sine, 1.0)))
+        return _hundredths(low, 180.0 - low, ANGLE_RANGE)
 
     # ----------------------------------------------------------------------------- site lines
     def _site_choices(self) -> dict[str, tuple]:
@@ -334,7 +412,7 @@ class WyckoffState:
         (0.0: ``min_distance`` alone); None, last: no two atoms at one point (module docstring)."""
         if self.lattice is None:
             return (None,)
-        return tuple(f for f in dict.fromkeys((self.covalent_fraction, 0.0)) if f > 0 or self.min_distance > 0) \
+        return tuple(f for f in dict.fromkeys((self.rules.covalent_fraction, 0.0)) if f > 0 or self.rules.min_distance > 0) \
             + (None,)
 
     def _completed_points(self, completing: list, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -371,8 +449,8 @@ class WyckoffState:
         passes = same.sum(axis=1) * multiplicity == same.shape[1]
         if rule is not None:
             radius = COVALENT_RADII[self.site.element]
-            own_floor = max(self.min_distance, rule * 2 * radius)
-            placed_floor = np.maximum(self.min_distance, rule * (radius + self.occupied_radius))
+            own_floor = max(self.rules.min_distance, rule * 2 * radius)
+            placed_floor = np.maximum(self.rules.min_distance, rule * (radius + self.occupied_radius))
             within = max(own_floor, float(placed_floor.max(initial=0.0)))
             own = np.where(same, np.inf, _lengths(images - points[:, None, :], self.lattice, within))
             passes &= own.min(axis=1) > own_floor  # the evaluation: valid above min_distance
@@ -399,7 +477,7 @@ class WyckoffState:
             return False
         choices, rule, _ = self._values(index)
         self.crowded += rule is None
-        self.loosened += rule is not None and rule < self.covalent_fraction
+        self.loosened += rule is not None and rule < self.rules.covalent_fraction
         alive = []
         written = [float(w) for w in self.partial.split(" ")[1:1 + index]] + [value]
         for position, params in self.site.alive:
@@ -548,13 +626,57 @@ def _symbol_next(partial: str, counts: tuple[int, ...], requested: int | None, m
 
 
 @lru_cache(maxsize=4096)
-def _closing_angles(alpha: float, beta: float) -> frozenset[str]:
-    """The gammas (grammar range 30-150°, 2 decimals) with which alpha and beta close a cell: the metric's
-    determinant vanishes at gamma = |alpha - beta|, alpha + beta and 360 - alpha - beta; 0.05° of margin keeps it
-    above the decoder's 1e-6 (``representation.base.build_lattice``)."""
+def _closing_angles(alpha: float, beta: float, factor: float) -> frozenset[str]:
+    """The gammas (grammar range 30-150°, 2 decimals) with which alpha and beta close a cell whose volume is at
+    least ``factor`` times a b c (0: any cell): the metric's determinant vanishes at gamma = |alpha - beta|,
+    alpha + beta and 360 - alpha - beta; 0.05° of margin keeps it above the decoder's 1e-6
+    (``representation.base.build_lattice``)."""
     low = max(30.0, abs(alpha - beta) + 0.05)
     high = min(150.0, alpha + beta - 0.05, 360.0 - alpha - beta - 0.05)
-    return frozenset(f"{v / 100:.2f}" for v in range(math.ceil(low * 100), math.floor(high * 100) + 1))
+    hundredths = np.arange(math.ceil(low * 100), math.floor(high * 100) + 1)
+    if factor > 0:
+        hundredths = hundredths[_cell_factor(alpha, beta, hundredths / 100) >= factor]
+    return frozenset(f"{v / 100:.2f}" for v in hundredths)
+
+
+def _cell_factor(alpha, beta, gamma):
+    """Volume / (a b c) of a cell with these angles (degrees; numpy arrays too; 0 where they close no cell)."""
+    ca, cb, cg = (np.cos(np.radians(x)) for x in (alpha, beta, gamma))
+    return np.sqrt(np.clip(1 - ca ** 2 - cb ** 2 - cg ** 2 + 2 * ca * cb * cg, 0, None))
+
+
+def _hundredths(low: float, high: float | None, grammar: tuple[int, int]) -> tuple[int, int]:
+    """[low, high] (high None: open) in hundredths, inside the grammar's range."""
+    top = grammar[1] if high is None else min(grammar[1], math.floor(high * 100 + 1e-9))
+    return max(grammar[0], math.ceil(low * 100 - 1e-9)), top
+
+
+@lru_cache(maxsize=100_000)
+def _number_next(word: str, low: int, high: int, end: str) -> frozenset[str]:
+    """Characters that extend ``word`` towards a number with two decimals (``12.34``, no leading zero) whose
+    value in hundredths is in [low, high], plus ``end`` once it is one."""
+    out = {c for c in "0123456789." if _reaches(word + c, low, high)}
+    whole, dot, decimals = word.partition(".")
+    if dot and len(decimals) == 2 and _reaches(word, low, high):
+        out.add(end)
+    return frozenset(out)
+
+
+def _reaches(prefix: str, low: int, high: int) -> bool:
+    """Some number of ``_number_next``'s form in [low, high] hundredths starts with ``prefix``."""
+    whole, dot, decimals = prefix.partition(".")
+    if not whole.isdigit() or whole.startswith("0") or not (decimals.isdigit() or not decimals) or len(decimals) > 2:
+        return False
+    if dot:
+        width = 10 ** (2 - len(decimals))
+        start = int(whole) * 100 + (int(decimals) if decimals else 0) * width
+        return start <= high and start + width - 1 >= low
+    scale = 1  # integer parts that start with ``whole``: itself, or it followed by more digits
+    while int(whole) * scale <= high // 100:
+        if (int(whole) + 1) * scale * 100 - 1 >= low:
+            return True
+        scale *= 10
+    return False
 
 
 def _split_formula(text: str) -> tuple[dict[str, int], str, str]:
@@ -734,19 +856,17 @@ class Constraint:
     """Everything built once per tokenizer and setting: the compiled grammar, llguidance's view of the
     tokenizer, and the token table of the automaton (Wyckoff text only; the coords text gets the grammar)."""
 
-    def __init__(self, tokenizer, repr: str, mode: str, max_atoms: int, min_distance: float,
-                 covalent_fraction: float) -> None:
+    def __init__(self, tokenizer, repr: str, mode: str, rules: Rules) -> None:
         import llguidance
         import llguidance.hf
 
         if mode not in CONSTRAINTS[1:]:
             raise ValueError(f"constraint must be one of {CONSTRAINTS[1:]}, got {mode!r}")
-        self.mode, self.repr, self.max_atoms, self.min_distance = mode, repr, max_atoms, min_distance
-        self.covalent_fraction = covalent_fraction
+        self.mode, self.repr, self.rules = mode, repr, rules
         self.eos = tokenizer.eos_token_id
         self.vocab_size = len(tokenizer)
         self.ll_tokenizer = llguidance.hf.from_tokenizer(tokenizer)
-        text = wyckoff_grammar() if repr == "wyckoff" else coords_grammar(max_atoms)
+        text = wyckoff_grammar() if repr == "wyckoff" else coords_grammar(rules.max_atoms)
         self._prototype = llguidance.LLMatcher(self.ll_tokenizer, llguidance.LLMatcher.grammar_from_lark(text))
         if self._prototype.is_error():
             raise RuntimeError(f"grammar does not compile: {self._prototype.get_error()}")
@@ -780,7 +900,7 @@ class ConstrainedBatch:
     def __post_init__(self) -> None:
         c = self.constraint
         self.matchers = [c._prototype.deep_copy() for _ in self.requested]
-        self.states = [WyckoffState(c.max_atoms, c.min_distance, c.covalent_fraction, requested=r)
+        self.states = [WyckoffState(c.rules, requested=r)
                        if c.table else None for r in self.requested]
 
     def mask(self, logits, rows: list[int], exact: bool = True) -> None:

@@ -324,7 +324,8 @@ def run_record(model_id: str, repr: str, temperature: float, sampler: SamplerSet
             "batch_size": sampler.batch_size, "max_attempts": sampler.max_attempts,
             "max_new_tokens": sampler.max_new_tokens, "engine": sampler.engine, "constraint": sampler.constraint,
             "max_atoms": sampler.max_atoms, "min_distance": sampler.min_distance,
-            "covalent_fraction": sampler.covalent_fraction, "seed": int(seed),
+            "covalent_fraction": sampler.covalent_fraction, "volume_fraction": sampler.volume_fraction,
+            "seed": int(seed),
             "n_slots": len(slot_prompt), "prompts_sha256": prompts}
 
 
@@ -392,13 +393,12 @@ _CONSTRAINTS: dict[tuple, Any] = {}
 def _constraint(tokenizer, repr: str, sampler: SamplerSettings):
     """The compiled constraint for a tokenizer, built once per process (RLIP samples many times with one
     tokenizer, and the automaton's token table caches what it has walked)."""
-    from plaidpp.constraint.automaton import Constraint
+    from plaidpp.constraint.automaton import Constraint, Rules
 
-    key = (tokenizer.name_or_path, len(tokenizer), tokenizer.eos_token_id, repr, sampler.constraint,
-           sampler.max_atoms, sampler.min_distance, sampler.covalent_fraction)
+    rules = Rules.of(sampler)
+    key = (tokenizer.name_or_path, len(tokenizer), tokenizer.eos_token_id, repr, sampler.constraint, rules)
     if key not in _CONSTRAINTS:
-        _CONSTRAINTS[key] = Constraint(tokenizer, repr, sampler.constraint, sampler.max_atoms,
-                                       sampler.min_distance, sampler.covalent_fraction)
+        _CONSTRAINTS[key] = Constraint(tokenizer, repr, sampler.constraint, rules)
     return _CONSTRAINTS[key]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -100,6 +101,17 @@ def test_epochs_redraw_the_task_mix(rows, crystal_tokenizer):
     assert len({dataset.example(e * len(rows)).prompt for e in range(40)}) > 3
     # And the draw is deterministic, so a resumed run sees the same examples.
     assert dataset.example(123) == SFTDataset(rows, crystal_tokenizer, 40, 0, 4096, PAPER_MIX).example(123)
+
+
+def test_iterating_the_dataset_ends_at_its_length(rows, crystal_tokenizer):
+    """transformers' length grouping iterates the dataset: it must stop after ``len`` items (1.5 epochs here)."""
+    from plaidpp.training.data import SFTDataset
+
+    dataset = SFTDataset(rows, crystal_tokenizer, epochs=1.5, seed=0, max_length=4096, mix=PAPER_MIX)
+    seen = sum(1 for _ in itertools.islice(iter(dataset), len(dataset) + 10))  # bounded: the bug never ended
+    assert seen == len(dataset) == round(1.5 * len(rows))
+    with pytest.raises(IndexError):
+        dataset[len(dataset)]
 
 
 def test_sft_trains_and_writes_a_loadable_model(tmp_path):

@@ -121,6 +121,8 @@ class SFTDataset(torch.utils.data.Dataset):
         return round(len(self.rows) * self.epochs)
 
     def example(self, index: int):
+        if not 0 <= index < len(self):  # an index past the end would wrap into another epoch: iterating the
+            raise IndexError(index)   # dataset (transformers' length grouping does) would never end
         epoch, i = divmod(index, len(self.rows))
         row = self.rows[i]
         rng = random.Random(f"{self.seed}-{epoch}-{i}")

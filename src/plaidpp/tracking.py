@@ -2,6 +2,12 @@
 
 Runs are resumable: a stage that was killed re-opens the same run (its id kept in a small file next to its
 resumable state), so the MLflow UI shows one run per stage output, not one per attempt.
+
+The experiment is tagged as model development (``mlflow.experimentKind``), so MLflow 3's UI opens on the runs
+table rather than its GenAI traces overview. A stage that DVC runs (``DVC_STAGE`` in its environment) becomes a
+child of one parent run per pipeline run, keyed by the git commit, uncommitted changes, params.yaml and the DVC
+experiment name (``DVC_EXP_NAME``; ``workspace`` for ``dvc repro``): the stages of one ``dvc repro`` or ``dvc exp
+run`` sit under one row, RLIP iterations below their RLIP run. A stage run by hand stays a top-level run.
 """
 
 from __future__ import annotations
@@ -59,12 +65,59 @@ def provenance_tags() -> dict[str, str]:
         return {"git_commit": "unknown", "git_dirty": "unknown"}
 
 
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # the value MLflow 3's UI knows
+
+
 def _connect(cfg: StageSettings):  # noqa: ANN202 - the mlflow module
     import mlflow
 
     mlflow.set_tracking_uri(cfg.tracking.uri)
-    mlflow.set_experiment(cfg.tracking.experiment)
+    experiment = mlflow.set_experiment(cfg.tracking.experiment)
+    if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)
     return mlflow
+
+
+def pipeline_key() -> str | None:
+    """Which pipeline run a DVC stage belongs to; None outside DVC (a stage run by hand)."""
+    import hashlib
+
+    if "DVC_STAGE" not in os.environ:
+        return None
+    from plaidpp.config import PROJECT_ROOT
+
+    tags = provenance_tags()
+    params = Path(os.environ.get("DVC_ROOT", PROJECT_ROOT)) / "params.yaml"
+    digest = hashlib.sha256(params.read_bytes()).hexdigest()[:12] if params.is_file() else "none"
+    dirty = "+dirty" if tags["git_dirty"] == "true" else ""
+    return f"{tags['git_commit'][:12]}{dirty} {os.environ.get('DVC_EXP_NAME') or 'workspace'} params:{digest}"
+
+
+def _pipeline_parent(mlflow, experiment_name: str, key: str) -> str:  # noqa: ANN001 - the mlflow module
+    """The id of the parent run of pipeline ``key``, created (and marked finished: it holds no work of its own)
+    the first time a stage of that pipeline run asks."""
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name(experiment_name)
+    found = client.search_runs([experiment.experiment_id], filter_string=f"tags.`plaidpp.pipeline` = '{key}'",
+                               max_results=1)
+    if found:
+        return found[0].info.run_id
+    commit, _, rest = key.partition(" ")
+    parent = client.create_run(experiment.experiment_id, run_name=f"pipeline {commit} {rest.split(' ')[0]}",
+                               tags={"plaidpp.pipeline": key, **provenance_tags(),
+                                     "dvc.experiment": os.environ.get("DVC_EXP_NAME") or "workspace"})
+    client.set_terminated(parent.info.run_id, "FINISHED")
+    return parent.info.run_id
+
+
+def _run_tags(cfg: StageSettings, mlflow, extra: dict[str, str] | None, nested: bool) -> dict[str, str]:  # noqa: ANN001
+    """Provenance, the caller's tags and, for a top-level run of a DVC stage, its pipeline parent."""
+    tags = {**provenance_tags(), **(extra or {})}
+    key = None if nested else pipeline_key()
+    if key is not None:
+        tags["mlflow.parentRunId"] = _pipeline_parent(mlflow, cfg.tracking.experiment, key)
+        tags["dvc.stage"] = os.environ["DVC_STAGE"]
+    return tags
 
 
 @contextmanager
@@ -75,7 +128,7 @@ def run(cfg: StageSettings, name: str, run_id: str | None = None, nested: bool =
         yield None
         return
     mlflow = _connect(cfg)
-    tags = {**provenance_tags(), **(tags or {})}
+    tags = _run_tags(cfg, mlflow, tags, nested)
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else name, nested=nested, tags=tags) as active:
         yield active
 
@@ -91,7 +144,7 @@ def resumable_run(cfg: StageSettings, name: str, run_id_file: Path) -> Iterator[
     mlflow = _connect(cfg)
     run_id_file = Path(run_id_file)
     run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
-    tags = dict(provenance_tags())  # a copy: the cached dict is shared
+    tags = _run_tags(cfg, mlflow, None, nested=False)
     try:
         active = mlflow.start_run(run_id=run_id, run_name=None if run_id else name, tags=tags)
     except Exception:  # the stored run was deleted or belongs to another store: start afresh

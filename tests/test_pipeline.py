@@ -67,10 +67,10 @@ def test_every_stage_composes_as_dvc_runs_it_and_depends_on_what_hydra_loads():
             assert feeds_step or step is not None
         if command == "evaluate":
             assert f"conf/mlip/{params['evaluate']['mlip']}.yaml" in stage["deps"]
-    # the reward potential's preset is a dep of every reward scoring step, and only of those
+    # the reward potential's preset is a dep of every step it scores in (rollouts, the audit), and only of those
     reward = f"conf/mlip/{params['rlip']['reward_mlip']}.yaml"
     assert sorted(n for n, s in stages.items() if reward in s["deps"]) == sorted(
-        n for n in stages if n.endswith("_score"))
+        n for n in stages if n.endswith(("_score", "_audit")))
     # generator.repr reaches every RLIP step that samples
     assert all("generator.repr" in stages[n]["params"] for n in stages if n.endswith(("_sample", "_evaluate"))
                and n.startswith("rlip"))

@@ -20,8 +20,10 @@ import yaml
 
 from plaidpp.config import compose
 from plaidpp.errors import UserError
+from plaidpp.io import numbers_only
 from plaidpp.rlip.driver import rlip
 from plaidpp.rlip.layout import Layout
+from plaidpp.stats import wilson
 
 from .conftest import shrunk_overrides
 
@@ -78,11 +80,13 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
     assert summary["iterations"]["1"]["temperature"] == pytest.approx(0.7)
     layout = Layout(cfg)
     for i in (1, 2):
-        for step in ("sample", "score", "pairs", "update", "evaluate"):
+        for step in ("sample", "score", "pairs", "update", "evaluate", "audit"):
             assert layout.marker(i, step).is_file(), (i, step)
         assert (layout.model(i) / "config.json").is_file()
         assert (layout.model(i) / "training_data.json").is_file()  # SFT side files carried forward
-    assert layout.marker(0, "evaluate").is_file()
+    assert layout.marker(0, "evaluate").is_file() and layout.marker(0, "audit").is_file()
+    audit = json.loads(layout.marker(1, "audit").read_text())  # the evaluation sample, judged by the reward MLIP
+    assert audit["reward"]["n_requested"] == json.loads(layout.marker(1, "evaluate").read_text())["n_requested"]
     update2 = json.loads(layout.marker(2, "update").read_text())
     assert update2["policy"] == str(layout.model(1)) and update2["reference"] == str(layout.model(1))
 
@@ -93,8 +97,16 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
 
     metrics = json.loads((tmp / "rlip_runs" / "t.json").read_text())  # a named run writes beside metrics_file
     assert set(metrics["iterations"]) == {"0", "1", "2"}
+    assert numbers_only(metrics) == metrics  # a DVC metrics file: numbers only, so `dvc metrics show` is a table
+    for row in metrics["iterations"].values():  # every evaluated rate with its Wilson interval
+        for rate in ("parse_rate", "validity_structural", "stability_rate"):  # (novelty is off here: no S.U.N.)
+            assert row[f"eval/{rate}_ci95_low"] <= row[f"eval/{rate}"] <= row[f"eval/{rate}_ci95_high"]
+        n = row["eval/n_requested"]
+        assert (row["eval/validity_structural_ci95_low"], row["eval/validity_structural_ci95_high"]) == tuple(
+            wilson(round(row["eval/validity_structural"] * n), int(n)))
+    summary = json.loads(layout.summary_path().read_text())  # the names and tests live in the run's summary
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert metrics["reward_mlip"] == params["rlip"]["reward_mlip"] and metrics["eval_mlip"] == params["evaluate"]["mlip"]
+    assert summary["reward_mlip"] == params["rlip"]["reward_mlip"] and summary["eval_mlip"] == params["evaluate"]["mlip"]
 
     import mlflow
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from plaidpp.errors import UserError
 
@@ -24,6 +27,33 @@ def _json_default(value: Any) -> Any:
 def write_json(path: str | os.PathLike, data: Any, default: Callable[[Any], Any] | None = _json_default) -> None:
     """Write JSON (indented, trailing newline) via a temp file and rename."""
     write_text(path, json.dumps(data, indent=2, default=default) + "\n")
+
+
+def numbers_only(data: Any) -> Any:
+    """What a DVC metrics file keeps of ``data``: numbers (bools as 0/1), nested dicts of them, and each
+    ``<rate>_ci95`` pair as ``{"low", "high"}``. Strings, None and other lists are dropped: they belong in the
+    stage's summary, and one long string makes `dvc metrics show` a line thousands of characters wide."""
+    if isinstance(data, np.generic):  # numpy scalars
+        data = data.item()
+    if isinstance(data, bool):
+        return int(data)
+    if isinstance(data, (int, float)):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            if str(key).endswith("_ci95") and isinstance(value, (list, tuple)) and len(value) == 2:
+                value = {"low": value[0], "high": value[1]}
+            kept = numbers_only(value)
+            if kept not in (None, {}):
+                out[str(key)] = kept
+        return out
+    return None
+
+
+def write_metrics(path: str | os.PathLike, data: dict[str, Any]) -> None:
+    """A DVC metrics file: ``numbers_only(data)`` as JSON."""
+    write_json(path, numbers_only(data))
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -62,7 +62,8 @@ def stages(iterations: int) -> list[Stage]:
         Stage("sample", "sample"),
         Stage("evaluate", "evaluate", ("--samples", "data/samples/sft.jsonl", "--out", "data/scored/sft",
                                        "metrics_file=metrics/evaluate.json")),
-        Stage("rlip_iter0_evaluate", "rlip", ("rlip.iteration=0", "rlip.step=evaluate"), "evaluate", 0),
+        *(Stage(f"rlip_iter0_{step}", "rlip", ("rlip.iteration=0", f"rlip.step={step}"), step, 0)
+          for step in ("evaluate", "audit")),
     ]
     for i in range(1, iterations + 1):
         out += [Stage(f"rlip_iter{i}_{step}", "rlip", (f"rlip.iteration={i}", f"rlip.step={step}"), step, i)
@@ -198,6 +199,7 @@ class Entry:
     deps: list[str] = field(default_factory=list)
     outs: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
 
 
 def _stage_entry(stage: Stage) -> Entry:
@@ -209,7 +211,7 @@ def _stage_entry(stage: Stage) -> Entry:
         conf = _conf_files(stage.command, overrides)
         code = import_closure(_entry_module(stage.command)) | {SRC / "plaidpp" / "cli.py"}
         reads, writes = _path_fields(cfg, READS), _path_fields(cfg, WRITES)
-        metrics = _path_fields(cfg, METRICS)
+        metrics, plots = _path_fields(cfg, METRICS), []
         if stage.command == "rlip":  # collect: every iteration's markers
             from plaidpp.rlip.layout import Layout
             from plaidpp.rlip.record import COLLECT_READS
@@ -218,18 +220,24 @@ def _stage_entry(stage: Stage) -> Entry:
             params = [k.param for k in knobs("rlip") if _reads(COLLECT_READS, k.target)]
             conf = _conf_files("rlip", overrides, {s for s in COLLECT_READS if "." not in s})
             reads = [layout.marker(i, s) for i in range(cfg.rlip.iterations + 1) for s in RLIP_STEPS
-                     if i > 0 or s == "evaluate"]
-            writes, metrics = [], [layout.metrics_path()]
+                     if i > 0 or s in ("evaluate", "audit")]
+            writes, metrics, plots = [layout.summary_path()], [layout.metrics_path()], [layout.plots_path()]
             code = import_closure("plaidpp.rlip.driver") | {SRC / "plaidpp" / "cli.py"}
-        if stage.command == "report":
-            metrics_dir = Path(cfg.paths.metrics)
-            reads += [metrics_dir / "prepare.json", metrics_dir / "evaluate.json", metrics_dir / "rlip.json"]
+        if stage.command == "report":  # besides its settings' paths: prepare's figures, every RLIP evaluation
+            from plaidpp.rlip.layout import Layout
+
+            rlip_cfg = compose("rlip", [])
+            layout = Layout(rlip_cfg)
+            reads += [Path(cfg.paths.metrics) / "prepare.json",
+                      *(layout.iter_dir(i) / "eval" for i in range(rlip_cfg.rlip.iterations + 1))]
     else:
         params, conf, code, reads, writes, metrics = _step_parts(stage, cfg, overrides)
+        plots = []
     entry = Entry(cmd, params=sorted(set(params)))
     entry.deps = list(dict.fromkeys([*_existing_or_produced(reads), *conf, *_compact(code)]))
     entry.outs = sorted({r for w in writes if (r := _relative(w)) is not None})
     entry.metrics = sorted({r for m in metrics if (r := _relative(m)) is not None})
+    entry.plots = sorted({r for p in plots if (r := _relative(p)) is not None})
     return entry
 
 
@@ -308,16 +316,26 @@ def _produced_root(rel: str) -> str:
     return rel
 
 
+def _plot_definitions(files: list[str]) -> list[dict[str, Any]]:
+    """`dvc plots show` / `dvc plots diff` series of the RLIP rows files: rates against the iteration."""
+    from plaidpp.rlip.record import PLOTS
+
+    return [{name: {"title": title, "x": "iteration", "y": {f: list(keys) for f in files}, "x_label": "RLIP iteration",
+                    "y_label": "share of samples requested"}} for name, (title, keys) in PLOTS.items()]
+
+
 def render() -> str:
     """The dvc.yaml the current params.yaml, conf/ and code imply."""
     from plaidpp.config import load_params
 
     _PRODUCED.clear()
     document: dict[str, Any] = {}
+    top_plots: list[dict[str, Any]] = []
     for stage in stages(load_params().rlip.iterations):
         entry = _stage_entry(stage)
         _PRODUCED.update(entry.outs)
         _PRODUCED.update(entry.metrics)
+        _PRODUCED.update(entry.plots)
         body: dict[str, Any] = {"cmd": entry.cmd}
         if entry.params:
             body["params"] = entry.params
@@ -326,8 +344,11 @@ def render() -> str:
             body["outs"] = entry.outs
         if entry.metrics:
             body["metrics"] = [{m: {"cache": False}} for m in entry.metrics]
+        if entry.plots:
+            body["plots"] = [{p: {"cache": False}} for p in entry.plots]
+            top_plots += _plot_definitions(entry.plots)
         document[stage.name] = body
-    text = yaml.safe_dump({"stages": document}, sort_keys=False, width=120)
+    text = yaml.safe_dump({"stages": document, "plots": top_plots}, sort_keys=False, width=120)
     return HEADER + text
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from plaidpp.data.mp20 import load_rows, row_properties
-from plaidpp.io import atomic_write, write_json
+from plaidpp.io import atomic_write, write_metrics
 from plaidpp.representation import DecodeError, EncodeError, get
 from plaidpp.representation.roundtrip import mismatch_kind
 from plaidpp.representation.wyckoff import SYMMETRY_TOLERANCES
@@ -229,7 +229,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     metrics["tokens_per_crystal_qwen2.5"] = token_means(all_texts, cfg.tokenizer_dir)
     metrics["tokens_per_crystal_paper_full_mp20"] = PAPER_TOKENS
     metrics["elapsed_s"] = round(time.time() - started, 1)
-    write_json(Path(cfg.metrics_file), metrics)
+    write_metrics(Path(cfg.metrics_file), metrics)
     _print_summary(metrics)
     return metrics
 

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from plaidpp.errors import UserError
@@ -61,6 +62,44 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, paired: bool | None = None)
                  "b_ci95": wilson(int(y.sum()), len(y)),
                  **difference(x, y, paired=paired and len(x) == len(y))}
         out["rates"][metric.name] = entry
+    return out
+
+
+TIERS = ("stable", "metastable", "unstable")
+
+
+def tiers(e_hull: Any, stable: float, metastable: float) -> np.ndarray:
+    """0 = stable (E_hull <= stable), 1 = metastable (<= metastable), 2 = unstable, per crystal (eV/atom)."""
+    e = np.asarray(e_hull, dtype=float)
+    return np.where(e <= stable, 0, np.where(e <= metastable, 1, 2))
+
+
+def agreement(judge: pd.DataFrame, other: pd.DataFrame, stable: float, metastable: float) -> dict[str, Any]:
+    """Two potentials' verdicts on the same crystals (rows matched by ``index``; crystals both placed on the
+    hull): how often they give the same tier, with its Wilson interval, Cohen's kappa (agreement beyond what
+    the two tier shares give by chance), the Spearman rank correlation of their E_hull and the confusion counts
+    (``judge_tier->other_tier``)."""
+    from scipy.stats import spearmanr
+
+    columns = ["index", "e_hull", "relax_ok"]
+    both = judge[columns].merge(other[columns], on="index", suffixes=("_judge", "_other"))
+    both = both[both["relax_ok_judge"].fillna(False).astype(bool) & both["relax_ok_other"].fillna(False).astype(bool)]
+    both = both[np.isfinite(both["e_hull_judge"].astype(float)) & np.isfinite(both["e_hull_other"].astype(float))]
+    n = len(both)
+    out: dict[str, Any] = {"n": n, "tiers": {"stable": f"E_hull <= {stable}", "metastable": f"E_hull <= {metastable}"}}
+    if n == 0:
+        return out
+    a, b = tiers(both["e_hull_judge"], stable, metastable), tiers(both["e_hull_other"], stable, metastable)
+    same = int((a == b).sum())
+    chance = sum(float(np.mean(a == t) * np.mean(b == t)) for t in range(3))
+    out.update({"tier_agreement": same / n, "tier_agreement_ci95": wilson(same, n),
+                "kappa": None if chance == 1 else round((same / n - chance) / (1 - chance), 6),
+                "confusion": {f"{TIERS[i]}->{TIERS[j]}": int(((a == i) & (b == j)).sum())
+                              for i in range(3) for j in range(3)}})
+    if n >= 3:
+        rho, p = spearmanr(both["e_hull_judge"], both["e_hull_other"])
+        out.update({"spearman_e_hull": None if np.isnan(rho) else round(float(rho), 6),
+                    "spearman_p": None if np.isnan(p) else float(p)})
     return out
 
 

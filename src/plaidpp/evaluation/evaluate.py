@@ -24,7 +24,7 @@ from plaidpp import tracking
 from plaidpp.errors import UserError
 from plaidpp.evaluation.inputs import read_samples
 from plaidpp.evaluation.score import get_hull, get_training_set, score_samples
-from plaidpp.io import atomic_write, exclusive, write_json
+from plaidpp.io import atomic_write, exclusive, write_json, write_metrics
 from plaidpp.settings.stages import EvaluateConfig
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     out_dir = Path(cfg.out)
     rows = read_samples(cfg.samples, cfg.samples_format, cfg.csv_column, cfg.max_samples)
     _, summary = score_to_dir(rows, cfg, out_dir, cfg.samples)
-    if cfg.metrics_file:  # a flat copy for DVC's metrics (dvc metrics show / diff), without the config echo
-        write_json(cfg.metrics_file, {k: v for k, v in summary.items() if k != "config"}, default=str)
+    if cfg.metrics_file:  # the headline numbers for DVC (dvc metrics show / diff); the rest stays in summary.json
+        write_metrics(cfg.metrics_file, {k: v for k, v in summary.items() if k not in ("config", "per_spacegroup")})
     if summary.get("hull_warning"):
         log.warning("summary.json: %s", summary["hull_warning"])
     _log_mlflow(cfg, summary, out_dir)

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from plaidpp import tracking
 from plaidpp.errors import UserError
-from plaidpp.io import write_json, write_text
+from plaidpp.io import write_json, write_metrics, write_text
 from plaidpp.rlip import record
 from plaidpp.rlip.layout import Layout
 from plaidpp.rlip.roles import check_distinct_mlips
@@ -66,7 +66,7 @@ def rlip(cfg: RlipConfig) -> dict[str, Any]:
     layout = Layout(cfg)
     if cfg.rlip.step == "collect":
         table = record.collect(cfg, layout, complete=True)
-        write_json(layout.metrics_path(), table)
+        _write_record(layout, table)
         print(f"rlip {layout.name}: {len(table['iterations'])} iterations -> {layout.metrics_path()}")
         return table
     if cfg.rlip.step is not None and cfg.rlip.step not in record.iteration_steps(cfg, cfg.rlip.iteration):
@@ -96,13 +96,18 @@ def rlip(cfg: RlipConfig) -> dict[str, Any]:
             if parent is not None:
                 tracking.log_metrics(metrics, step=i)
             per_iteration[str(i)] = metrics
-    table = record.collect(cfg, layout)  # every finished iteration, not only this call's
-    write_json(layout.data / "metrics.json", table)
-    if cfg.rlip.step is None and cfg.rlip.iteration is None:
-        write_json(layout.metrics_path(), table)
+    if cfg.rlip.step is None and cfg.rlip.iteration is None:  # a whole run; DVC's steps leave this to `collect`
+        _write_record(layout, record.collect(cfg, layout))
     summary = {"run": layout.name, "iterations": per_iteration}
     print(json.dumps(summary, indent=1))
     return summary
+
+
+def _write_record(layout: Layout, table: dict[str, Any]) -> None:
+    """The run's record (strings and tests), its numbers (DVC metrics) and its per-iteration rows (DVC plots)."""
+    write_json(layout.summary_path(), table)
+    write_metrics(layout.metrics_path(), table)
+    write_json(layout.plots_path(), record.plot_rows(table))
 
 
 def _log_iteration(cfg: RlipConfig, layout: Layout, i: int, metrics: dict[str, float]) -> None:

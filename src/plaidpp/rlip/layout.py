@@ -77,6 +77,17 @@ class Layout:
         """A distinct, reproducible seed per (run seed, iteration, step)."""
         return self.seed_base * 10_000 + i * 10 + _SALT[step]
 
+    def summary_path(self) -> Path:
+        """The run's whole record (``record.collect``: names, per-iteration figures, ``vs_sft`` with its tests);
+        the DVC metrics file (``metrics_path``) keeps only its numbers."""
+        return self.data / "summary.json"
+
+    def plots_path(self) -> Path:
+        """One row per iteration (``record.plot_rows``) for `dvc plots`: ``<metrics>/plots/rlip.json`` for the
+        default run, ``<metrics>/plots/rlip_runs/<run>.json`` for the others."""
+        folder = self.metrics_file.parent / "plots"
+        return folder / "rlip.json" if self.name == "default" else folder / "rlip_runs" / f"{self.name}.json"
+
     def metrics_path(self) -> Path:
         """``rlip.metrics_file`` for the default run (the DVC metric); ``<its dir>/rlip_runs/<run>.json`` for a
         variant or sweep job, so an ablation never overwrites the pipeline's figures."""

@@ -50,7 +50,7 @@ from typing import Any
 import pandas as pd
 
 from plaidpp.errors import UserError
-from plaidpp.io import atomic_write, write_json
+from plaidpp.io import atomic_write, write_metrics
 from plaidpp.settings.rlip import PAIR_KINDS as KINDS
 from plaidpp.settings.rlip import PairsSettings
 from plaidpp.settings.stages import PairsStageConfig
@@ -282,7 +282,7 @@ def pairs_stage(cfg: PairsStageConfig) -> dict[str, Any]:
     write_pairs(result, cfg.out)
     summary = result.summary()
     if cfg.metrics_file:
-        write_json(cfg.metrics_file, summary)
+        write_metrics(cfg.metrics_file, summary)
     log_summary(cfg, "pairs", {"pairs": asdict(cfg.pairs), "seed": cfg.seed}, _flat_counts(summary))
     print(json.dumps(summary["pairs_by_kind"]), f"-> {cfg.out} ({summary['n_pairs']} pairs)")
     return summary

@@ -18,9 +18,9 @@ COLLECT_READS = ("rlip.iterations", "reward.mlip", "evaluation.mlip", "evaluatio
 
 
 def iteration_steps(cfg: RlipConfig, i: int) -> tuple[str, ...]:
-    """The steps of iteration i: iteration 0 only evaluates pi_0; evaluation can be switched off."""
-    steps = ("evaluate",) if i == 0 else RLIP_STEPS
-    return tuple(s for s in steps if s != "evaluate" or cfg.evaluation.enabled)
+    """The steps of iteration i: iteration 0 only evaluates (and audits) pi_0; evaluation can be switched off."""
+    steps = ("evaluate", "audit") if i == 0 else RLIP_STEPS
+    return tuple(s for s in steps if s not in ("evaluate", "audit") or cfg.evaluation.enabled)
 
 
 def iteration_metrics(results: dict[str, dict[str, Any]], temperature: float | None) -> dict[str, float]:
@@ -35,6 +35,8 @@ def iteration_metrics(results: dict[str, dict[str, Any]], temperature: float | N
         for name in (*COUNT_KEYS, *rate_names()):
             if step in results and name in results[step]:
                 out[f"{role}/{name}"] = results[step][name]
+                if interval := results[step].get(f"{name}_ci95"):  # flat, so MLflow can draw it as a band
+                    out[f"{role}/{name}_ci95_low"], out[f"{role}/{name}_ci95_high"] = interval
     if "pairs" in results:
         out["pairs/n"] = results["pairs"]["n_pairs"]
         for kind, n in results["pairs"]["pairs_by_kind"].items():
@@ -43,9 +45,33 @@ def iteration_metrics(results: dict[str, dict[str, Any]], temperature: float | N
             # the reward tiers the pairs were built on (E_hull <= pairs.metastable_max), over all rollouts
             accepted = sum(t["stable"] + t["metastable"] for t in results["pairs"]["tiers"].values())
             out["reward/metastability_rate_reward"] = accepted / results["score"]["n_requested"]
+    if (audit := results.get("audit")) and audit.get("n"):
+        out["audit/n"] = audit["n"]
+        out["audit/tier_agreement"] = audit["tier_agreement"]
+        out["audit/tier_agreement_ci95_low"], out["audit/tier_agreement_ci95_high"] = audit["tier_agreement_ci95"]
+        out["audit/spearman_e_hull"] = audit["spearman_e_hull"]
+        out["audit/reward_metastability_rate"] = audit["reward"]["metastability_rate"]
     if "update" in results:
         out.update({k: v for k, v in results["update"].items() if k.startswith(("dpo/", "sft/"))})
     return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+# the series `dvc plots show` draws (dvc.yaml's top-level plots): id -> (title, keys of plot_rows)
+PLOTS = {"rlip_rates": ("Evaluation rates per RLIP iteration", ("eval_sun_rate", "eval_ssun_rate",
+                                                                 "eval_stability_rate", "eval_metastability_rate")),
+         "rlip_diversity": ("Uniqueness and novelty per RLIP iteration (the collapse test)",
+                            ("eval_uniqueness_rate", "eval_novelty_rate", "eval_validity_structural")),
+         "rlip_reward": ("Reward potential's rates on the rollouts", ("reward_metastability_rate",
+                                                                      "reward_stability_rate", "rollout_final_parse_rate")),
+         "rlip_audit": ("Reward against evaluation potential on the evaluation samples (reward hacking?)",
+                        ("audit_tier_agreement", "audit_spearman_e_hull", "audit_reward_metastability_rate",
+                         "eval_metastability_rate"))}
+
+
+def plot_rows(table: dict[str, Any]) -> list[dict[str, float]]:
+    """The run's per-iteration figures as rows for `dvc plots` (its templates want flat names without '/')."""
+    return [{"iteration": int(i), **{k.replace("/", "_"): v for k, v in row.items()}}
+            for i, row in sorted(table["iterations"].items(), key=lambda kv: int(kv[0]))]
 
 
 def temperature_of(cfg: RlipConfig, i: int) -> float | None:

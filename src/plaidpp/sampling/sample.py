@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from plaidpp.errors import UserError
-from plaidpp.io import write_json
+from plaidpp.io import write_metrics
 from plaidpp.prompts import prompt_counts
 from plaidpp.runtime import set_torch_threads
 from plaidpp.sampling.generate import SamplingStats, check_resumable, generate, run_record, slot_prompts
@@ -97,7 +97,7 @@ def sample(cfg: SampleConfig) -> dict:
         summary = {"out_file": str(out_file), **info, **stats.as_dict()}
         _add_file_totals(summary, out_file)
         metrics = Path(cfg.metrics_file)
-        write_json(metrics, summary)
+        write_metrics(metrics, summary)
         if mlflow is not None:
             mlflow.log_metrics({k: float(v) for k, v in summary.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})

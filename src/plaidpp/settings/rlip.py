@@ -10,7 +10,7 @@ from plaidpp.settings.evaluation import MLIP_PRESETS
 from plaidpp.settings.sampling import PromptSet
 
 PAIR_KINDS = ("stability_tiered", "stability", "novelty", "spacegroup", "spacegroup_stability")
-RLIP_STEPS = ("sample", "score", "pairs", "update", "evaluate")
+RLIP_STEPS = ("sample", "score", "pairs", "update", "evaluate", "audit")
 
 
 @dataclass
@@ -113,6 +113,8 @@ class EvaluationSettings:
     prompts: PromptSet = nested(PromptSet, "evaluation samples per model")
     temperature: float | None = setting(help="fixed so iterations compare; null = each iteration's schedule "
                                         "temperature", gt=0)
+    audit: bool = setting(True, help="score each evaluation sample again with the reward potential: how often the "
+                          "two agree on the tier, and the rank correlation of their E_hull (is the reward hacked?)")
 
 
 @dataclass

@@ -141,9 +141,17 @@ class RlipConfig(StageSettings):
 
 @dataclass
 class ReportSettings:
-    out_dir: str = setting("${paths.root}/reports", help="report.md and its plots", path=WRITES)
+    out_dir: str = setting("${paths.root}/reports", help="report.md, report.html (self-contained) and their figures",
+                           path=WRITES)
     structures: str = setting("${paths.root}/data/scored/sft/structures.parquet",
-                              help="the SFT evaluation's per-structure table", path=READS)
+                              help="the SFT evaluation's per-structure table (its summary.json beside it)",
+                              path=READS)
+    rlip_summary: str = setting("${paths.root}/data/rlip/default/summary.json",
+                                help="the default RLIP run's whole record (metrics/rlip.json keeps its numbers)",
+                                path=READS)
+    training_rows: str = setting("${paths.root}/data/processed", help="the prepared training crystals (their "
+                                 "space groups, for the distribution figure)", path=READS)
+    top_crystals: int = setting(8, help="S.U.N. crystals pictured per model, lowest E_hull first", ge=0)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from plaidpp.errors import UserError
-from plaidpp.io import replace_dir, write_json
+from plaidpp.io import replace_dir, write_metrics
 from plaidpp.settings.model import DPOSettings, ModelSettings
 from plaidpp.settings.stages import DpoStageConfig
 from plaidpp.training.models import WEIGHT_SUFFIXES, bf16_enabled
@@ -209,6 +209,6 @@ def dpo_stage(cfg: DpoStageConfig) -> dict[str, Any]:
     metrics["dpo/n_pairs"] = summary["n_pairs"]
     log_summary(cfg, "dpo", {"dpo": summary["dpo"], "policy": cfg.policy, "ref": ref}, metrics)
     if cfg.metrics_file:
-        write_json(cfg.metrics_file, {"n_pairs": summary["n_pairs"], **metrics})
+        write_metrics(cfg.metrics_file, {"n_pairs": summary["n_pairs"], **metrics})
     print(json.dumps({"n_pairs": summary["n_pairs"], **metrics}))
     return summary

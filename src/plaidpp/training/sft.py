@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from plaidpp.io import replace_dir, write_json
+from plaidpp.io import replace_dir, write_metrics
 from plaidpp.prompts import build_example
 from plaidpp.runtime import set_torch_threads
 from plaidpp.settings.model import TaskMixSettings
@@ -232,7 +232,7 @@ def sft(cfg: SftConfig) -> dict:
         (tmp / "sft_summary.json").write_text(json.dumps(summary, indent=2))
         replace_dir(tmp, out)
         metrics = Path(cfg.metrics_file)
-        write_json(metrics, summary)
+        write_metrics(metrics, summary)
         if mlflow is not None:
             mlflow.log_metrics({k: float(v) for k, v in summary.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in sizes})

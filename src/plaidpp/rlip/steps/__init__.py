@@ -1,4 +1,4 @@
-"""The five steps of an RLIP iteration, one module each (PLaID++ Algorithm 1).
+"""The steps of an RLIP iteration, one module each: PLaID++ Algorithm 1's five, and the reward audit.
 
 Every step module has the same three parts, so the driver and the DVC graph (``plaidpp.pipeline``) treat them
 alike:

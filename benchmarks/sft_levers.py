@@ -28,6 +28,8 @@ from plaidpp.config import PROJECT_ROOT
 
 LEVERS = {
     "base": [],
+    # batches of similar length (less padding), with the epochs that fill the same ~15-minute budget
+    "grouped": ["train.sampling_strategy=group_by_length", "train.epochs=2.7"],
     # fewer tokens per crystal: more crystals per step at nearly the same cost per token
     "vocab4096": ["model.tokenizer_vocab_size=4096"],
     # a higher peak learning rate (the default 2e-3 was sized on an earlier model)

@@ -114,6 +114,17 @@ def test_iterating_the_dataset_ends_at_its_length(rows, crystal_tokenizer):
         dataset[len(dataset)]
 
 
+def test_length_grouped_batches_train_to_the_end(tmp_path):
+    """train.sampling_strategy=group_by_length reaches transformers' sampler, which iterates the whole dataset
+    first to learn the lengths, and the run still ends (it hung while the dataset wrapped around)."""
+    from plaidpp.training.sft import _training_args, sft
+
+    cfg = compose("sft", sft_overrides(tmp_path, "train.sampling_strategy=group_by_length", "train.epochs=1"))
+    assert _training_args(cfg, tmp_path / "ckpt").train_sampling_strategy == "group_by_length"
+    summary = sft(cfg)
+    assert summary["n_examples_seen"] == 24 and summary["steps"] == -(-24 // (cfg.train.batch_size * cfg.train.grad_accum))
+
+
 def test_sft_trains_and_writes_a_loadable_model(tmp_path):
     import mlflow
     import torch

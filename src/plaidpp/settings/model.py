@@ -120,6 +120,9 @@ class TrainSettings:
     weight_decay: float = setting(0.0, help="AdamW weight decay", ge=0)
     max_grad_norm: float = setting(1.0, help="gradient clipping", gt=0)
     max_length: int = setting(1024, help="tokens per example (prompt + crystal); longer ones are cut", ge=16)
+    sampling_strategy: str = setting("random", help="batches: random | group_by_length (similar lengths, less "
+                                     "padding: 1.55x the real tokens/s on 2 CPU cores, no downstream gain; "
+                                     "docs/generator.md)", choices=("random", "group_by_length"))
     optim: str = setting("adamw_torch", help="transformers optimizer name", choices=_optimizers)
     bf16: bool = setting(True, help="bf16 mixed precision (applied only on a GPU that supports it)")
     logging_steps: int = setting(10, help="optimizer steps between loss logs", ge=1)

@@ -104,6 +104,7 @@ def _training_args(cfg: SftConfig, ckpt: Path):
         num_train_epochs=1,  # the dataset already holds `epochs` passes, each with freshly drawn tasks
         max_steps=int(t.max_steps),
         per_device_train_batch_size=int(t.batch_size),
+        train_sampling_strategy=str(t.sampling_strategy),
         gradient_accumulation_steps=int(t.grad_accum),
         learning_rate=float(t.lr),
         lr_scheduler_type=str(t.lr_scheduler),

@@ -90,7 +90,11 @@ def pipeline_key() -> str | None:
     params = Path(os.environ.get("DVC_ROOT", PROJECT_ROOT)) / "params.yaml"
     digest = hashlib.sha256(params.read_bytes()).hexdigest()[:12] if params.is_file() else "none"
     dirty = "+dirty" if tags["git_dirty"] == "true" else ""
-    return f"{tags['git_commit'][:12]}{dirty} {os.environ.get('DVC_EXP_NAME') or 'workspace'} params:{digest}"
+    return f"{tags['git_commit'][:12]}{dirty} {_dvc_experiment()} params:{digest}"
+
+
+def _dvc_experiment() -> str:
+    return os.environ.get("DVC_EXP_NAME") or "workspace"
 
 
 def _pipeline_parent(mlflow, experiment_name: str, key: str) -> str:  # noqa: ANN001 - the mlflow module
@@ -102,10 +106,9 @@ def _pipeline_parent(mlflow, experiment_name: str, key: str) -> str:  # noqa: AN
                                max_results=1)
     if found:
         return found[0].info.run_id
-    commit, _, rest = key.partition(" ")
-    parent = client.create_run(experiment.experiment_id, run_name=f"pipeline {commit} {rest.split(' ')[0]}",
-                               tags={"plaidpp.pipeline": key, **provenance_tags(),
-                                     "dvc.experiment": os.environ.get("DVC_EXP_NAME") or "workspace"})
+    commit = provenance_tags()["git_commit"][:12]
+    parent = client.create_run(experiment.experiment_id, run_name=f"pipeline {commit} {_dvc_experiment()}",
+                               tags={"plaidpp.pipeline": key, **provenance_tags(), "dvc.experiment": _dvc_experiment()})
     client.set_terminated(parent.info.run_id, "FINISHED")
     return parent.info.run_id
 

@@ -144,7 +144,8 @@ def table1_section(sources: Sources) -> list[str]:
     for label, n, figures_ in rows:
         n_text = "–" if n is None else f"{int(n)}"
         lines.append(f"| {label} | {n_text} | " + " | ".join(_rate(*figures_[k]) for k in TABLE1) + " |")
-    for label, paper in (("paper: PLaID++ SFT, Wyckoff", PAPER_SFT_WYCKOFF), ("paper: PLaID++ flagship", PAPER_FLAGSHIP)):
+    for label, paper in (("paper: PLaID++ SFT, Wyckoff", PAPER_SFT_WYCKOFF),
+                         ("paper: PLaID++ flagship", PAPER_FLAGSHIP)):
         lines.append(f"| {label} | 10,000+ | " + " | ".join(_pct(paper.get(k)) if k in paper else "–" for k in TABLE1)
                      + " |")
     return lines + [""]
@@ -212,9 +213,10 @@ def audit_section(iterations: dict[str, dict[str, float]]) -> list[str]:
              "potential: metastable | reward on the rollouts: metastable |", "|---|---|---|---|---|---|---|"]
     for i, row in sorted(rows.items()):
         rho = row.get("audit/spearman_e_hull")
-        lines.append(f"| {i} | {int(row['audit/n'])} | {_rate(row['audit/tier_agreement'], _flat_ci(row, 'audit/tier_agreement'))}"
-                     f" | {'–' if rho is None else f'{rho:.3f}'} | {_pct(row.get('audit/reward_metastability_rate'))} | "
-                     f"{_pct(row.get('eval/metastability_rate'))} | {_pct(row.get('reward/metastability_rate'))} |")
+        same_tier = _rate(row["audit/tier_agreement"], _flat_ci(row, "audit/tier_agreement"))
+        lines.append(f"| {i} | {int(row['audit/n'])} | {same_tier} | {'–' if rho is None else f'{rho:.3f}'} | "
+                     f"{_pct(row.get('audit/reward_metastability_rate'))} | {_pct(row.get('eval/metastability_rate'))} | "
+                     f"{_pct(row.get('reward/metastability_rate'))} |")
     first, last = min(rows), max(rows)
     if first == last:
         return lines + [""]

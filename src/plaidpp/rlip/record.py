@@ -8,7 +8,7 @@ from typing import Any
 from plaidpp.errors import UserError
 from plaidpp.evaluation.metrics import names as rate_names
 from plaidpp.rlip.layout import Layout
-from plaidpp.settings.rlip import RLIP_STEPS
+from plaidpp.settings.rlip import INITIAL_STEPS, RLIP_STEPS
 from plaidpp.settings.stages import RlipConfig
 
 COUNT_KEYS = ("n_requested", "n_parsed", "mean_e_hull")
@@ -19,8 +19,8 @@ COLLECT_READS = ("rlip.iterations", "reward.mlip", "evaluation.mlip", "evaluatio
 
 def iteration_steps(cfg: RlipConfig, i: int) -> tuple[str, ...]:
     """The steps of iteration i: iteration 0 only evaluates (and audits) pi_0; evaluation can be switched off."""
-    steps = ("evaluate", "audit") if i == 0 else RLIP_STEPS
-    return tuple(s for s in steps if s not in ("evaluate", "audit") or cfg.evaluation.enabled)
+    steps = INITIAL_STEPS if i == 0 else RLIP_STEPS
+    return tuple(s for s in steps if s not in INITIAL_STEPS or cfg.evaluation.enabled)
 
 
 def iteration_metrics(results: dict[str, dict[str, Any]], temperature: float | None) -> dict[str, float]:

@@ -11,6 +11,7 @@ from plaidpp.settings.sampling import PromptSet
 
 PAIR_KINDS = ("stability_tiered", "stability", "novelty", "spacegroup", "spacegroup_stability")
 RLIP_STEPS = ("sample", "score", "pairs", "update", "evaluate", "audit")
+INITIAL_STEPS = ("evaluate", "audit")  # iteration 0 judges pi_0 only; also the steps evaluation.enabled switches
 
 
 @dataclass
@@ -129,4 +130,4 @@ class IterativeSFTSettings:
 
 
 __all__ = ["EvaluationSettings", "IterativeSFTSettings", "LoopSettings", "PAIR_KINDS", "PairsSettings",
-           "RLIP_STEPS", "RewardSettings", "ScheduleSettings"]
+           "INITIAL_STEPS", "RLIP_STEPS", "RewardSettings", "ScheduleSettings"]

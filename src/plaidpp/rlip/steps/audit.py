@@ -4,9 +4,9 @@ If RLIP climbs the reward while the two potentials agree less and less on the sa
 learning the reward potential's errors rather than stability. Per iteration this records how often the two put
 a crystal in the same tier (stable / metastable / unstable: the evaluate config's thresholds, 0 and 0.1
 eV/atom), Cohen's kappa, the Spearman correlation of their E_hull, and the reward potential's rates on the
-evaluation sample (``evaluation.compare.agreement``). ``evaluation.audit=false`` skips the scoring (the step leaves an empty
-folder and a marker that says so). Cost: one reward relaxation per evaluation sample; the reward potential is
-the cheaper of the two.
+evaluation sample (``evaluation.compare.agreement``). ``evaluation.audit=false`` skips the scoring (the step
+leaves an empty folder and a marker that says so). Cost: one reward relaxation per evaluation sample; the
+reward potential is the cheaper of the two.
 """
 
 from __future__ import annotations

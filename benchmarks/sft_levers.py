@@ -9,6 +9,7 @@ space group as generated (Wilson 95 % intervals, of the requested), the constrai
 
     python benchmarks/sft_levers.py --levers base,vocab4096 --n-unconditional 200 --n-per-group 20
     python benchmarks/sft_levers.py --levers vocab4096 --base-model models/sft    # reuse a trained baseline
+    python benchmarks/sft_levers.py --levers base --train-seeds 1,2,3 --extra train.epochs=0.5   # pi_0's spread
 
 Run it alone: SFT time is a figure here, and two cores are all there are.
 """
@@ -40,7 +41,7 @@ LEVERS = {
     "wide3": ["model.architecture.hidden_size=320", "model.architecture.intermediate_size=960",
               "model.architecture.num_hidden_layers=3"],
 }
-RATES = ("validity_structural", "spacegroup_accuracy_generated")
+RATES = ("validity_structural", "validity_composition", "spacegroup_accuracy_generated")
 
 
 def _plaidpp(*args: str) -> None:
@@ -61,7 +62,8 @@ def _rate(summary: dict, name: str) -> str:
 
 def measure(name: str, overrides: list[str], base_model: str | None, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir, metrics = base_model, {}
+        model_dir = base_model
+        metrics = json.loads(Path(args.base_metrics).read_text()) if base_model and args.base_metrics else {}
         started = time.perf_counter()
         if model_dir is None:
             _plaidpp("sft", f"paths.root={tmp}", f"paths.raw={PROJECT_ROOT}/data/raw",
@@ -69,18 +71,19 @@ def measure(name: str, overrides: list[str], base_model: str | None, args) -> di
                      f"checkpoint_dir={tmp}/checkpoints", "log_model_artifacts=false", *overrides)
             model_dir = f"{tmp}/models/sft"
             metrics = json.loads((Path(tmp) / "metrics" / "sft.json").read_text())
-        sft_wall = time.perf_counter() - started
-        row = {"lever": name, "overrides": overrides, "final_loss": metrics.get("final_loss"),
-               "sft_wall_s": round(sft_wall, 1) if metrics else None}
+            sft_wall = round(time.perf_counter() - started, 1)
+        else:
+            sft_wall = metrics.get("wall_seconds_this_run")  # the reused baseline's own training time, if given
+        row = {"lever": name, "overrides": overrides, "final_loss": metrics.get("final_loss"), "sft_wall_s": sft_wall}
         for mode in ("none", "grammar+spacegroup"):
             samples = Path(tmp) / f"samples_{mode}.jsonl"
             started = time.perf_counter()
             _plaidpp("sample", f"model_dir={model_dir}", f"out_file={samples}", f"sampler.constraint={mode}",
                      f"prompts.n_unconditional={args.n_unconditional}", f"prompts.n_per_spacegroup={args.n_per_group}",
-                     f"seed={args.seed}", "tracking.uri=null", "metrics_file=null")
+                     f"seed={args.seed}", "tracking.uri=null", f"metrics_file={tmp}/sample_{mode}.json")
             sample_wall = time.perf_counter() - started
             _plaidpp("evaluate", f"samples={samples}", f"out={tmp}/eval_{mode}", "relax.enabled=false",
-                     "progress=false", "tracking.uri=null", "metrics_file=null")
+                     "progress=false", "tracking.uri=null", f"metrics_file={tmp}/evaluate_{mode}.json")
             summary = json.loads((Path(tmp) / f"eval_{mode}" / "summary.json").read_text())
             rows = [json.loads(line) for line in samples.read_text().splitlines()]
             row[mode] = {"attempts": len(rows), "parse_attempts": sum(bool(r.get("decoded")) for r in rows) / len(rows),
@@ -95,18 +98,29 @@ def main() -> None:
     parser.add_argument("--levers", default="base," + ",".join(k for k in LEVERS if k != "base"),
                         help=f"comma-separated, of {', '.join(LEVERS)}")
     parser.add_argument("--base-model", default=None, help="a trained baseline to reuse for 'base' (no SFT)")
+    parser.add_argument("--base-metrics", default=None, help="that baseline's metrics/sft.json (its loss and time)")
     parser.add_argument("--n-unconditional", type=int, default=200)
     parser.add_argument("--n-per-group", type=int, default=20, help="per paper target group")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="the sampling seed (the same for every lever)")
+    parser.add_argument("--train-seeds", default=None,
+                        help="comma-separated: train every lever once per seed (`seed=N`) and print the spread of "
+                             "each rate across them beside its sampling interval (how much pi_0 itself varies)")
+    parser.add_argument("--extra", default="", help="comma-separated overrides added to every lever's `plaidpp sft`")
     parser.add_argument("--out", default=".cache/benchmarks/sft_levers.json")
     args = parser.parse_args()
     unknown = set(args.levers.split(",")) - set(LEVERS)
     if unknown:
         raise SystemExit(f"unknown lever(s) {sorted(unknown)}; choose from {', '.join(LEVERS)}")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
+    extra = [o for o in args.extra.split(",") if o]
+    runs = [(name, [*LEVERS[name], *extra]) for name in args.levers.split(",")]
+    if args.train_seeds:
+        runs = [(f"{name}/seed={seed}", [*overrides, f"seed={seed}"]) for name, overrides in runs
+                for seed in args.train_seeds.split(",")]
     results = []
-    for name in args.levers.split(","):
-        row = measure(name, LEVERS[name], args.base_model if name == "base" else None, args)
+    for name, overrides in runs:
+        reuse = args.base_model if overrides == [] else None
+        row = measure(name, overrides, reuse, args)
         results.append(row)
         none, constrained = row["none"], row["grammar+spacegroup"]
         print(f"{name:12s} loss {row['final_loss']}  sft {row['sft_wall_s']} s | none: parse "
@@ -114,7 +128,29 @@ def main() -> None:
               f"grammar+spacegroup: {constrained['text']}, sample {constrained['sample_wall_s']} s", flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
+    if args.train_seeds:
+        print_spread(results)
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
+def print_spread(results: list[dict]) -> None:
+    """Per lever and rate: the range and standard deviation over training seeds, beside the mean width of one
+    sample's Wilson interval - if the seeds spread wider than that, a single model's interval understates the
+    uncertainty of a comparison between two trainings."""
+    import numpy as np
+
+    for lever in dict.fromkeys(row["lever"].split("/")[0] for row in results):
+        rows = [row for row in results if row["lever"].split("/")[0] == lever]
+        for mode in ("none", "grammar+spacegroup"):
+            for rate in ("parse_attempts", *RATES):
+                values = np.array([row[mode][rate] for row in rows if row[mode].get(rate) is not None], float)
+                widths = [row[mode][rate + "_ci95"][1] - row[mode][rate + "_ci95"][0] for row in rows
+                          if row[mode].get(rate + "_ci95")]
+                if len(values) < 2:
+                    continue
+                width = f", one sample's 95 % interval {100 * np.mean(widths):.1f} pts wide" if widths else ""
+                print(f"{lever:10s} {mode:18s} {rate:30s} over {len(values)} seeds: {100 * values.min():.1f}-"
+                      f"{100 * values.max():.1f} %, sd {100 * values.std(ddof=1):.1f} pts{width}")
 
 
 if __name__ == "__main__":

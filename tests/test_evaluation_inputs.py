@@ -97,6 +97,17 @@ def test_bad_input_for_the_whole_run_is_one_line(tmp_path):
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
 
 
+def test_pairing_follows_the_sampling_runs_seed_not_a_retrys_batch_seed():
+    """Slot 1 needed a second attempt from one model only: still paired (same run seed); another run seed is not."""
+    from plaidpp.evaluation.compare import is_paired
+
+    a = pd.DataFrame({"index": [0, 1], "prompt": ["p", "q"], "seed": [11, 12], "run_seed": [7, 7]})
+    assert is_paired(a, a.assign(seed=[11, 99]))
+    assert not is_paired(a, a.assign(run_seed=[8, 8]))
+    assert not is_paired(a, a.assign(prompt=["p", "r"]))
+    assert not is_paired(a.drop(columns="run_seed"), a.drop(columns="run_seed").assign(seed=[11, 99]))
+
+
 def test_compare_pairs_shared_slots_and_export_writes_the_sun_crystals(tmp_path, crystals, capsys):
     """Two scored tables of the same slots compare paired; the S.U.N. crystals export as relaxed CIFs."""
     from plaidpp.cli import main

@@ -36,7 +36,7 @@ def overrides(tmp: Path) -> list[str]:
         "rollout.n_unconditional=6", "rollout.n_per_spacegroup=2", "rollout.spacegroups=[1,15]",
         "sampler.max_new_tokens=24", "sampler.max_attempts=2", "sampler.batch_size=4",
         "evaluation.prompts.n_unconditional=2", "evaluation.prompts.n_per_spacegroup=1",
-        "evaluation.prompts.spacegroups=[1,15]",
+        "evaluation.prompts.spacegroups=[1,15]", "evaluation.endpoint_unconditional=3",
         'reward.overrides=["novelty.enabled=false"]', 'evaluation.overrides=["novelty.enabled=false"]', "rlip.run=t",
     ], tracking=True)
 
@@ -104,7 +104,10 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
         n = row["eval/n_requested"]
         assert (row["eval/validity_structural_ci95_low"], row["eval/validity_structural_ci95_high"]) == tuple(
             wilson(round(row["eval/validity_structural"] * n), int(n)))
+    # pi_0 and the last iteration draw the larger endpoint set (3 + 2 x 1), the iteration between 2 + 2 x 1
+    assert [metrics["iterations"][i]["eval/n_requested"] for i in ("0", "1", "2")] == [5, 4, 5]
     summary = json.loads(layout.summary_path().read_text())  # the names and tests live in the run's summary
+    assert summary["vs_sft"]["iteration"] == 2 and summary["vs_sft"]["paired"] is True  # same prompts, same seed
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert summary["reward_mlip"] == params["rlip"]["reward_mlip"] and summary["eval_mlip"] == params["evaluate"]["mlip"]
 

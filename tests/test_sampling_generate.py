@@ -89,7 +89,8 @@ def test_garbage_model_finishes_with_every_failure_counted(garbage_model, tokeni
     assert [requested_spacegroup(r["prompt"]) for r in finals] == [None] * 5 + [15] * 3
     assert {r["spacegroup"] for r in finals} == {None, 15}
     assert set(rows[0]) == {"index", "attempt", "text", "repr", "spacegroup", "prompt", "temperature", "top_p",
-                            "seed", "constraint", "crowded", "loosened", "decoded", "decode_reason", "refused", "final"}
+                            "seed", "run_seed", "constraint", "crowded", "loosened", "decoded", "decode_reason",
+                            "refused", "final"}
 
 
 def test_resampling_stops_at_the_first_decoded_attempt(parrot_model, tokenizer, tmp_path):

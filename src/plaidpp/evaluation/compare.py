@@ -4,8 +4,8 @@ interval and a test (``plaidpp.stats.difference``).
     plaidpp compare data/rlip/default/iter_0/eval data/rlip/default/iter_2/eval     # two scored folders
     plaidpp compare A B --json diff.json
 
-**Paired** when the two tables hold the same slots with the same prompts (and, where recorded, the same sampler
-seeds): slot i of A and slot i of B answer one prompt under one seed, so their difference is resampled per slot.
+**Paired** when the two tables hold the same slots with the same prompts (and, where recorded, the same sampling
+seed): slot i of A and slot i of B answer one prompt under one seed, so their difference is resampled per slot.
 Otherwise the two are independent samples. The RLIP record calls ``compare_tables`` for its ``vs_sft`` figures
 (the last iteration against pi_0) and the report prints them.
 """
@@ -37,10 +37,16 @@ def read_scored(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 
 def is_paired(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """Same slots, same prompts and (where both record them) the same sampler seeds."""
+    """Same slots, same prompts and (where both record them) the same sampler seed.
+
+    The seed compared is the sampling run's (``run_seed``): a slot that one model needed a second attempt for
+    was redrawn from a batch seed the other never used, yet both answered the slot's prompt from the same start.
+    Files written before ``run_seed`` existed compare their per-attempt ``seed``.
+    """
     if len(a) != len(b) or "index" not in a or "index" not in b or list(a["index"]) != list(b["index"]):
         return False
-    for column in ("prompt", "seed"):
+    seed = "run_seed" if "run_seed" in a and "run_seed" in b else "seed"
+    for column in ("prompt", seed):
         if column in a and column in b and list(a[column]) != list(b[column]):
             return False
     return "prompt" in a and "prompt" in b

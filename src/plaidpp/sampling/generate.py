@@ -466,6 +466,7 @@ def _sample_into(model, tokenizer, representation, constraint, slot_prompt: list
                     "index": index, "attempt": attempt, "text": text, "repr": repr,
                     "spacegroup": group, "prompt": prompt,
                     "temperature": float(temperature), "top_p": float(sampler.top_p), "seed": batch_seed,
+                    "run_seed": int(seed),
                     "constraint": sampler.constraint, "crowded": n_crowded, "loosened": n_loosened,
                     "decoded": reason is None, "decode_reason": reason, "refused": refused, "final": final,
                 }))

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from plaidpp.settings.base import METRICS, READS, SettingError, nested, setting
 from plaidpp.settings.evaluation import MLIP_PRESETS
@@ -111,11 +111,27 @@ class EvaluationSettings:
     initial: bool = setting(True, help="also evaluate pi_0 (iteration 0) as the baseline")
     mlip: str = setting(help="evaluation potential (paper: eSEN)", choices=MLIP_PRESETS)
     overrides: list[str] = setting(help="more evaluate overrides", factory=list)
-    prompts: PromptSet = nested(PromptSet, "evaluation samples per model")
+    prompts: PromptSet = nested(PromptSet, "evaluation samples per model (every model draws the same prompts "
+                                "with the same seed, so any two iterations compare slot by slot)")
+    endpoint_unconditional: int | None = setting(None, help="unconditional evaluation samples of pi_0 and of the "
+                                                 "last iteration, the paired comparison the run is judged by; "
+                                                 "null = prompts.n_unconditional", ge=0)
+    endpoint_per_spacegroup: int | None = setting(None, help="the same per target space group; null = "
+                                                  "prompts.n_per_spacegroup", ge=0)
     temperature: float | None = setting(help="fixed so iterations compare; null = each iteration's schedule "
                                         "temperature", gt=0)
     audit: bool = setting(True, help="score each evaluation sample again with the reward potential: how often the "
                           "two agree on the tier, and the rank correlation of their E_hull (is the reward hacked?)")
+
+    def prompts_for(self, i: int, last: int) -> PromptSet:
+        """Iteration ``i``'s evaluation prompts: the larger endpoint set for pi_0 and pi_last, where the run's
+        verdict (``vs_sft``) needs its power; ``prompts`` for the iterations between."""
+        if i not in (0, last):
+            return self.prompts
+        n_unconditional, n_per_group = self.endpoint_unconditional, self.endpoint_per_spacegroup
+        return replace(self.prompts,
+                       n_unconditional=self.prompts.n_unconditional if n_unconditional is None else n_unconditional,
+                       n_per_spacegroup=self.prompts.n_per_spacegroup if n_per_group is None else n_per_group)
 
 
 @dataclass

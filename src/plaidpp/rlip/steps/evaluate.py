@@ -25,7 +25,9 @@ def temperature(cfg: RlipConfig, i: int) -> float:
 
 
 def run(cfg: RlipConfig, layout: Layout, i: int) -> dict[str, Any]:
+    """Every iteration draws its prompts with iteration 0's seed: slot k of pi_i and of pi_0 answer the same
+    prompt from the same random start, so ``vs_sft`` is a paired comparison (``compare.is_paired``)."""
     out = layout.iter_dir(i) / "eval"
-    sampled = sample_from(layout.model(i), out / "samples.jsonl", cfg, temperature(cfg, i), cfg.evaluation.prompts,
-                          layout.seed(i, "evaluate"))
+    sampled = sample_from(layout.model(i), out / "samples.jsonl", cfg, temperature(cfg, i),
+                          cfg.evaluation.prompts_for(i, cfg.rlip.iterations), layout.seed(0, "evaluate"))
     return {"sampling": sampled, **score_file(out / "samples.jsonl", out, cfg, ROLE)}

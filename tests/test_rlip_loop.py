@@ -104,6 +104,7 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
         n = row["eval/n_requested"]
         assert (row["eval/validity_structural_ci95_low"], row["eval/validity_structural_ci95_high"]) == tuple(
             wilson(round(row["eval/validity_structural"] * n), int(n)))
+    _dvc_draws_every_plot(layout.plots_path(), tmp / "dvc_plots")
     # pi_0 and the last iteration draw the larger endpoint set (3 + 2 x 1), the iteration between 2 + 2 x 1
     assert [metrics["iterations"][i]["eval/n_requested"] for i in ("0", "1", "2")] == [5, 4, 5]
     summary = json.loads(layout.summary_path().read_text())  # the names and tests live in the run's summary
@@ -120,6 +121,27 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
     assert len(parents) == 1  # the killed and resumed invocations share one parent run
     assert sorted(children["tags.iteration"]) == ["0", "1", "2"]
     assert "metrics.temperature" in children.columns
+
+
+def _dvc_draws_every_plot(rows_file: Path, repo: Path) -> None:
+    """`dvc plots show` (the real DVC) renders every series of the RLIP rows file with the project's plot
+    definitions, without errors: what `dvc plots show` / `dvc plots diff` do on the pipeline's file."""
+    import shutil
+
+    from plaidpp.pipeline import _plot_definitions
+
+    repo.mkdir()
+    shutil.copy(rows_file, repo / "rlip.json")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"plots": _plot_definitions(["rlip.json"])}))
+    run = dict(cwd=repo, capture_output=True, text=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    subprocess.run(["git", "init", "-q"], check=True, **run)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True, **run)
+    shown = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], **run)
+    result = json.loads(shown.stdout)
+    assert "errors" not in result, result["errors"]
+    for name, plots in result["data"].items():
+        values = plots[0]["content"]["data"]["values"]
+        assert {row["iteration"] for row in values} == {0, 1, 2}, name
 
 
 def test_single_step_calls_and_fixed_reference(tmp):

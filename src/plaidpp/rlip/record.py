@@ -68,10 +68,16 @@ PLOTS = {"rlip_rates": ("Evaluation rates per RLIP iteration", ("eval_sun_rate",
                          "eval_metastability_rate"))}
 
 
-def plot_rows(table: dict[str, Any]) -> list[dict[str, float]]:
-    """The run's per-iteration figures as rows for `dvc plots` (its templates want flat names without '/')."""
-    return [{"iteration": int(i), **{k.replace("/", "_"): v for k, v in row.items()}}
+def plot_rows(table: dict[str, Any]) -> list[dict[str, float | None]]:
+    """The run's per-iteration figures as rows for `dvc plots` (its templates want flat names without '/').
+
+    Every row carries every column, null where an iteration has no such figure (iteration 0 has no rollouts):
+    DVC 3.67 renders none of a file's plots, with "argument of type 'NoneType' is not iterable", when a column
+    is missing from some rows (tried on the make run's file)."""
+    rows = [{"iteration": int(i), **{k.replace("/", "_"): v for k, v in row.items()}}
             for i, row in sorted(table["iterations"].items(), key=lambda kv: int(kv[0]))]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return [{key: row.get(key) for key in columns} for row in rows]
 
 
 def temperature_of(cfg: RlipConfig, i: int) -> float | None:

@@ -73,10 +73,12 @@ def plot_rows(table: dict[str, Any]) -> list[dict[str, float | None]]:
 
     Every row carries every column, null where an iteration has no such figure (iteration 0 has no rollouts):
     DVC 3.67 renders none of a file's plots, with "argument of type 'NoneType' is not iterable", when a column
-    is missing from some rows (tried on the make run's file)."""
+    is missing from some rows (tried on the make run's file), and none at all when a plotted column is missing
+    from every row (a run without novelty has no S.U.N.), so the plotted columns are always there."""
     rows = [{"iteration": int(i), **{k.replace("/", "_"): v for k, v in row.items()}}
             for i, row in sorted(table["iterations"].items(), key=lambda kv: int(kv[0]))]
-    columns = list(dict.fromkeys(key for row in rows for key in row))
+    plotted = [key for _, keys in PLOTS.values() for key in keys]  # drawn even where a run does not measure it
+    columns = list(dict.fromkeys(["iteration", *plotted, *(key for row in rows for key in row)]))
     return [{key: row.get(key) for key in columns} for row in rows]
 
 

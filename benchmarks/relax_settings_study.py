@@ -13,7 +13,14 @@ flips, with the denominator, the E_hull differences, the force calls, the time, 
 step cap. Relaxations are cached in ``.cache/benchmarks/relax-study.sqlite`` (keyed by every setting), so a killed
 run resumes where it stopped.
 
+``--setting NAME=OVERRIDE,...`` replaces the three settings by your own (any evaluate overrides, the potential
+too), compared against ``--reference`` (default: the first). Issue 13 sized the RLIP reward's relaxation this way
+(CHGNet, cheaper settings against the reward's default) and compared two judges (``mlip=`` in the setting);
+``--cache`` points at an existing relaxation cache (the evaluate stage's) so relaxations already done are reused.
+
     python benchmarks/relax_settings_study.py --samples data/samples/big.jsonl --n 300 --screen 40
+    python benchmarks/relax_settings_study.py --samples data/samples/sft.jsonl --n 200 --screen 0 \
+        --setting default=relax.steps=150,relax.fmax=0.05 --setting s60=relax.steps=60,relax.fmax=0.1 mlip=chgnet
 """
 
 from __future__ import annotations
@@ -84,10 +91,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300, help="relaxable generated crystals")
     parser.add_argument("--screen", type=int, default=40, help="crystals in the optimiser screen (0: FIRE only)")
     parser.add_argument("--optimizers", nargs="*", default=[o for o in RELAX_OPTIMIZERS if o != "mdmin"])
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=OVERRIDE,...",
+                        help="a setting to compare (repeatable); replaces cheap / paper / best")
+    parser.add_argument("--reference", default=None, help="the setting the others are compared with (default: "
+                        "paper, or the first --setting)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="relaxation cache (sqlite) to read and fill")
     parser.add_argument("overrides", nargs="*", help="evaluate overrides (mlip=..., workers=...)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at start", flush=True)
+    global CACHE
+    CACHE = args.cache  # every score below reads and fills this cache
     frame = relaxable(read_samples(args.samples, "jsonl"), args.n, args.overrides)
+    if args.setting:
+        settings = {name: knobs.split(",") for name, knobs in (s.split("=", 1) for s in args.setting)}
+        run(frame, settings, args.reference or next(iter(settings)), args.overrides)
+        return
     best = "fire"
     if args.screen:
         screened = screen(frame.head(args.screen), args.optimizers, args.overrides)
@@ -101,14 +119,19 @@ def main() -> None:
                 "best": ["relax.steps=500", "relax.fmax=0.02", f"relax.optimizer={best}"]}
     if best == "fire":
         settings.pop("best")
+    run(frame, settings, args.reference or "paper", args.overrides)
+
+
+def run(frame: pd.DataFrame, settings: dict[str, list[str]], reference: str, overrides: list[str]) -> None:
+    """Scores ``frame`` under each setting and compares every other setting's calls with ``reference``'s."""
     tables, stats = {}, {}
     for name, knobs in settings.items():
         start = time.perf_counter()
-        table, summary = score_samples(frame, config(*knobs, "novelty.enabled=false", *args.overrides))
+        table, summary = score_samples(frame, config(*overrides, *knobs, "novelty.enabled=false"))
         tables[name] = table
         stats[name] = (time.perf_counter() - start, summary)
-    paper = tables["paper"]
-    cfg = config(*args.overrides)
+    paper = tables[reference]
+    cfg = config(*overrides)
     print(f"\n{len(frame)} generated crystals, {cfg.mlip.cache_tag()}; load average {os.getloadavg()[0]:.1f} at end")
     for name, table in tables.items():
         seconds, summary = stats[name]
@@ -120,13 +143,13 @@ def main() -> None:
               f"({'cached' if summary['timings']['n_relaxed_now'] == 0 else f'{seconds:.0f} s wall'}), "
               f"stable {int(table['is_stable'].sum())}, metastable {int(table['is_metastable'].sum())}; not relaxed: "
               f"{dict(table.loc[~table['relax_ok'].astype(bool), 'fail_reason'].value_counts())}")
-        if name == "paper":
+        if name == reference:
             continue
         both = table["relax_ok"].to_numpy(bool) & paper["relax_ok"].to_numpy(bool)
         d = table.loc[both, "e_hull"].to_numpy(float) - paper.loc[both, "e_hull"].to_numpy(float)
-        print(f"    vs paper: {compare(table, paper, cfg.thresholds.stable, 'is_stable')}\n"
-              f"    vs paper: {compare(table, paper, cfg.thresholds.metastable, 'is_metastable')}")
-        print(f"    E_hull({name}) - E_hull(paper) over {int(both.sum())}: mean {1000 * d.mean():+.1f}, median "
+        print(f"    vs {reference}: {compare(table, paper, cfg.thresholds.stable, 'is_stable')}\n"
+              f"    vs {reference}: {compare(table, paper, cfg.thresholds.metastable, 'is_metastable')}")
+        print(f"    E_hull({name}) - E_hull({reference}) over {int(both.sum())}: mean {1000 * d.mean():+.1f}, median "
               f"{1000 * np.median(d):+.1f}, |d| p90 {1000 * np.quantile(np.abs(d), 0.9):.1f}, max |d| "
               f"{1000 * np.abs(d).max():.0f} meV/atom; |d| > 0.05 eV/atom for {int((np.abs(d) > 0.05).sum())}")
 

@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test test-fairchem variants sweep bench bench-representation verify-data clean-cache
+.PHONY: install run test test-fairchem variants rlip-reference sweep bench bench-representation verify-data clean-cache
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,13 @@ variants: $(STAMP)
 	  echo "== plaidpp rlip +experiment=$$e $(RLIP_ARGS)"; \
 	  $(BIN)/plaidpp rlip +experiment=$$e $(RLIP_ARGS) || exit 1; \
 	done
+	$(BIN)/plaidpp report
+
+# After `make run`: issue 13's reference RLIP run (conf/experiment/rlip_reference.yaml; about 2 h 15 min on 2
+# CPU cores): four iterations of the flagship schedule, a paired 500-sample evaluation of pi_0 and pi_4.
+rlip-reference: $(STAMP)
+	@test -f models/sft/config.json || { echo "rlip-reference starts from models/sft: run 'make run' first"; exit 2; }
+	$(BIN)/plaidpp rlip +experiment=rlip_reference $(RLIP_ARGS)
 	$(BIN)/plaidpp report
 
 SWEEP ?= schedule=constant,ramp02 pairs.ratio=1,2

@@ -86,6 +86,7 @@ def compare(a: pd.DataFrame, paper: pd.DataFrame, threshold: float, column: str)
 
 
 def main() -> None:
+    global CACHE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=Path, required=True)
     parser.add_argument("--n", type=int, default=300, help="relaxable generated crystals")
@@ -99,7 +100,6 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="evaluate overrides (mlip=..., workers=...)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at start", flush=True)
-    global CACHE
     CACHE = args.cache  # every score below reads and fills this cache
     frame = relaxable(read_samples(args.samples, "jsonl"), args.n, args.overrides)
     if args.setting:

@@ -25,7 +25,8 @@ def test_prepare_writes_jsonl_and_metrics_then_reuses_its_cache(small_cfg, tmp_p
         # the text in the file decodes to a crystal with the recorded number of sites
         assert len(get(representation).decode(record["text"])) % record["n_sites"] == 0
     on_disk = json.loads((tmp_path / "metrics" / "prepare.json").read_text())
-    assert on_disk["totals"]["wyckoff"]["rows"] == 36
+    assert set(on_disk["splits"]) == set(small_cfg.splits)  # what the pipeline reads (params: data.train_splits)
+    assert on_disk["totals"]["wyckoff"]["rows"] == 12 * len(small_cfg.splits)
     tokens = on_disk["tokens_per_crystal_qwen2.5"]
     assert 30 < tokens["wyckoff"] < tokens["coords"] < 600  # Wyckoff is the compact one, as in the paper
 

@@ -48,3 +48,29 @@ def test_reward_and_evaluation_mlip_must_differ():
         check_distinct_mlips(compose("rlip", ["+experiment=rlip_paper",
                                               'evaluation.overrides=["mlip.checkpoint=/c/eqV2_86M_omat_mp_salex.pt"]',
                                               'reward.overrides=["mlip.checkpoint=/c/eqV2_86M_omat_mp_salex.pt"]']))
+
+
+def test_reward_relaxation_settings_reach_the_reward_only():
+    from plaidpp.rlip.roles import role_config
+
+    cfg = compose("rlip", ["reward.relax_steps=40", "reward.relax_fmax=0.2"])
+    reward, judge = role_config(cfg, "reward"), role_config(cfg, "evaluation")
+    assert (reward.relax.steps, reward.relax.fmax) == (40, 0.2)
+    stage = compose("evaluate", ["samples=-", "out=-"]).relax  # what `plaidpp evaluate` relaxes with
+    assert (judge.relax.steps, judge.relax.fmax) == (stage.steps, stage.fmax) != (40, 0.2)
+    # the role's own overrides still win over its relaxation settings
+    cfg = compose("rlip", ["reward.relax_steps=40", 'reward.overrides=["relax.steps=7"]'])
+    assert role_config(cfg, "reward").relax.steps == 7
+    paper = compose("rlip", ["+experiment=rlip_paper"])
+    assert (role_config(paper, "reward").relax.steps, role_config(paper, "reward").relax.fmax) == (500, 0.02)
+
+
+def test_reference_run_is_powered_and_paired():
+    """Issue 13's reference run: >= 4 iterations of the flagship schedule, >= 500 evaluation samples for pi_0 and
+    the last iteration (the paired comparison), >= 150 between, judged by another potential than the reward."""
+    cfg = compose("rlip", ["+experiment=rlip_reference"])
+    last = cfg.rlip.iterations
+    assert last >= 4 and cfg.schedule.temperatures(4) == [0.7, 0.7, 0.9, 0.9]
+    sizes = [cfg.evaluation.prompts_for(i, last).total for i in range(last + 1)]
+    assert sizes[0] == sizes[-1] >= 500 and min(sizes[1:-1]) >= 150
+    assert cfg.evaluation.temperature is not None  # every model sampled alike: the comparison is paired

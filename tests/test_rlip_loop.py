@@ -37,6 +37,7 @@ def overrides(tmp: Path) -> list[str]:
         "sampler.max_new_tokens=24", "sampler.max_attempts=2", "sampler.batch_size=4",
         "evaluation.prompts.n_unconditional=2", "evaluation.prompts.n_per_spacegroup=1",
         "evaluation.prompts.spacegroups=[1,15]", "evaluation.endpoint_unconditional=3",
+        "evaluation.endpoint_per_spacegroup=1", "evaluation.audit_samples=4",
         'reward.overrides=["novelty.enabled=false"]', 'evaluation.overrides=["novelty.enabled=false"]', "rlip.run=t",
     ], tracking=True)
 
@@ -87,6 +88,8 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
     assert layout.marker(0, "evaluate").is_file() and layout.marker(0, "audit").is_file()
     audit = json.loads(layout.marker(1, "audit").read_text())  # the evaluation sample, judged by the reward MLIP
     assert audit["reward"]["n_requested"] == json.loads(layout.marker(1, "evaluate").read_text())["n_requested"]
+    last_audit, last_eval = (json.loads(layout.marker(2, step).read_text()) for step in ("audit", "evaluate"))
+    assert (last_audit["reward"]["n_requested"], last_eval["n_requested"]) == (4, 5)  # audit_samples caps it
     update2 = json.loads(layout.marker(2, "update").read_text())
     assert update2["policy"] == str(layout.model(1)) and update2["reference"] == str(layout.model(1))
 
@@ -110,7 +113,7 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
     summary = json.loads(layout.summary_path().read_text())  # the names and tests live in the run's summary
     assert summary["vs_sft"]["iteration"] == 2 and summary["vs_sft"]["paired"] is True  # same prompts, same seed
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert summary["reward_mlip"] == params["rlip"]["reward_mlip"] and summary["eval_mlip"] == params["evaluate"]["mlip"]
+    assert summary["reward_mlip"] == params["rlip"]["reward_mlip"] and summary["eval_mlip"] == params["rlip"]["eval_mlip"]
 
     import mlflow
 

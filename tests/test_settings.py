@@ -178,7 +178,9 @@ def test_knobs_reach_every_stage_that_uses_them():
     assert compose("rlip").repr == params["generator"]["repr"]
     assert compose("rlip").rlip.iterations == params["rlip"]["iterations"]
     judge = params["evaluate"]["mlip"]  # a conf/mlip preset name; mlip.name is its backend
-    assert compose("rlip").evaluation.mlip == judge
+    assert compose("rlip").evaluation.mlip == params["rlip"]["eval_mlip"]  # the RLIP loop has its own judge
+    assert compose("rlip").evaluation.endpoint_unconditional == params["rlip"]["eval_endpoint_unconditional"]
+    assert compose("prepare").splits == params["data"]["train_splits"]  # prepare encodes what is read
     assert compose("evaluate", ["samples=x", "out=y"]).mlip == compose("evaluate", ["samples=x", "out=y",
                                                                                   f"mlip={judge}"]).mlip
     assert compose("sample").temperature == compose("rlip").evaluation.temperature == params["sample"]["temperature"]

@@ -206,7 +206,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     all_texts: dict[str, list[str]] = {r: [] for r in cfg.representations}
     failed_rows: list[dict] = []
     try:
-        for split in cfg.data.splits:
+        for split in cfg.splits:
             rows = load_rows(cfg.data, split)
             split_metrics = {"rows": len(rows)}
             for representation in cfg.representations:

@@ -16,12 +16,13 @@ ROLES = ("reward", "evaluation")
 
 
 def role_overrides(cfg: RlipConfig, role: str) -> list[str]:
-    """The ``plaidpp evaluate`` overrides of a role: its MLIP, this run's folders, seed and workers, its own
-    overrides. Tracking is off: the RLIP run logs the figures itself."""
+    """The ``plaidpp evaluate`` overrides of a role: its MLIP, this run's folders, seed and workers, the reward's
+    relaxation settings, its own overrides. Tracking is off: the RLIP run logs the figures itself."""
     node = getattr(cfg, role)
     folders = [f"paths.{f.name}={getattr(cfg.paths, f.name)}" for f in fields(cfg.paths)]
+    own_relax = cfg.reward.relax_overrides() if role == "reward" else []
     return [f"mlip={node.mlip}", *folders, f"seed={cfg.seed}", f"workers={cfg.workers}", "tracking.uri=null",
-            "progress=false", *node.overrides]
+            "progress=false", *own_relax, *node.overrides]
 
 
 def role_config(cfg: RlipConfig, role: str) -> EvaluateConfig:

@@ -34,7 +34,8 @@ class DataParams:
     train_splits: list[str] = setting(help="MP-20 splits the generator trains on; novelty is judged against the "
                                       "same rows (the vendored subset has 3,420 train rows: the tiny model trains "
                                       "on train + val; the paper on train)", choices=("train", "val", "test"),
-                                      feeds={"sft": _value("train.splits"), "evaluate": _value("novelty.splits")})
+                                      feeds={"sft": _value("train.splits"), "evaluate": _value("novelty.splits"),
+                                             "prepare": _value("splits")})
     max_rows_per_split: int | None = setting(help="first N rows of each split, for a quick pipeline; null = all",
                                              ge=1, feeds={"prepare": _value("data.max_rows_per_split"),
                                                           "sft": _value("data.max_rows_per_split"),
@@ -70,8 +71,8 @@ class SampleParams:
 
 @dataclass
 class EvaluateParams:
-    mlip: str = setting(help="the judge: evaluates the SFT baseline and every RLIP iteration", choices=MLIP_PRESETS,
-                        feeds={"evaluate": _group("mlip"), "rlip": _value("evaluation.mlip")})
+    mlip: str = setting(help="the judge of the SFT baseline (the `evaluate` stage)", choices=MLIP_PRESETS,
+                        feeds={"evaluate": _group("mlip")})
 
 
 @dataclass
@@ -81,8 +82,10 @@ class RlipParams:
     schedule: str = setting(help="conf/schedule preset: temperature per iteration", feeds={"rlip": _group("schedule")})
     pairs: str = setting(help="conf/pairs preset: which preference pairs",
                          feeds={"rlip": _group("pairs"), "pairs": _group("pairs")})
-    reward_mlip: str = setting(help="the reward potential (must differ from evaluate.mlip)", choices=MLIP_PRESETS,
+    reward_mlip: str = setting(help="the reward potential (must differ from rlip.eval_mlip)", choices=MLIP_PRESETS,
                                feeds={"rlip": _value("reward.mlip")})
+    eval_mlip: str = setting(help="the judge of every RLIP iteration, pi_0 included (one judge per run, so its "
+                             "iterations compare)", choices=MLIP_PRESETS, feeds={"rlip": _value("evaluation.mlip")})
     rollout_unconditional: int = setting(help="unconditional rollouts per iteration (paper: 10,000)", ge=0,
                                          feeds={"rlip": _value("rollout.n_unconditional")})
     rollout_per_spacegroup: int = setting(help="rollouts per target space group per iteration (paper: 1,000)", ge=0,
@@ -91,6 +94,11 @@ class RlipParams:
                                       feeds={"rlip": _value("evaluation.prompts.n_unconditional")})
     eval_per_spacegroup: int = setting(help="evaluation samples per target space group per model", ge=0,
                                        feeds={"rlip": _value("evaluation.prompts.n_per_spacegroup")})
+    eval_endpoint_unconditional: int = setting(help="unconditional evaluation samples of pi_0 and the last "
+                                               "iteration (the paired comparison the run is judged by)", ge=0,
+                                               feeds={"rlip": _value("evaluation.endpoint_unconditional")})
+    eval_endpoint_per_spacegroup: int = setting(help="the same per target space group", ge=0,
+                                                feeds={"rlip": _value("evaluation.endpoint_per_spacegroup")})
 
 
 @dataclass

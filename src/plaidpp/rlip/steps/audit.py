@@ -5,8 +5,8 @@ learning the reward potential's errors rather than stability. Per iteration this
 a crystal in the same tier (stable / metastable / unstable: the evaluate config's thresholds, 0 and 0.1
 eV/atom), Cohen's kappa, the Spearman correlation of their E_hull, and the reward potential's rates on the
 evaluation sample (``evaluation.compare.agreement``). ``evaluation.audit=false`` skips the scoring (the step
-leaves an empty folder and a marker that says so). Cost: one reward relaxation per evaluation sample; the
-reward potential is the cheaper of the two.
+leaves an empty folder and a marker that says so). Cost: one reward relaxation per evaluation sample (or per
+one of ``evaluation.audit_samples`` of them, evenly spaced); the reward potential is the cheaper of the two.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from plaidpp.rlip.roles import role_config
 from plaidpp.rlip.steps.score import score_file
 from plaidpp.settings.stages import RlipConfig
 
-READS = ("reward", "evaluation.audit")
+READS = ("reward", "evaluation.audit", "evaluation.audit_samples")
 ROLE = "reward"
 
 
@@ -34,7 +34,7 @@ def run(cfg: RlipConfig, layout: Layout, i: int) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         return {"n": 0, "skipped": "evaluation.audit=false"}
     evaluated = layout.iter_dir(i) / "eval"
-    summary = score_file(evaluated / "samples.jsonl", out, cfg, ROLE)
+    summary = score_file(evaluated / "samples.jsonl", out, cfg, ROLE, at_most=cfg.evaluation.audit_samples)
     judge, _ = read_scored(evaluated)
     reward, _ = read_scored(out)
     thresholds = role_config(cfg, ROLE).thresholds

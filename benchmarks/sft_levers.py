@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--n-per-group", type=int, default=20, help="per paper target group")
     parser.add_argument("--seed", type=int, default=1, help="the sampling seed (the same for every lever)")
     parser.add_argument("--train-seeds", default=None,
-                        help="comma-separated: train every lever once per seed (`seed=N`) and print the spread of "
+                        help="comma-separated: train every lever once per seed (`seed=N model.init_seed=N`) and print the spread of "
                              "each rate across them beside its sampling interval (how much pi_0 itself varies)")
     parser.add_argument("--extra", default="", help="comma-separated overrides added to every lever's `plaidpp sft`")
     parser.add_argument("--out", default=".cache/benchmarks/sft_levers.json")
@@ -115,8 +115,9 @@ def main() -> None:
     extra = [o for o in args.extra.split(",") if o]
     runs = [(name, [*LEVERS[name], *extra]) for name in args.levers.split(",")]
     if args.train_seeds:
-        runs = [(f"{name}/seed={seed}", [*overrides, f"seed={seed}"]) for name, overrides in runs
-                for seed in args.train_seeds.split(",")]
+        # a seed draws both the initial weights and the data order / dropout: a different pi_0 in every respect
+        runs = [(f"{name}/seed={seed}", [*overrides, f"seed={seed}", f"model.init_seed={seed}"])
+                for name, overrides in runs for seed in args.train_seeds.split(",")]
     results = []
     for name, overrides in runs:
         reuse = args.base_model if overrides == [] else None

@@ -153,6 +153,29 @@ def test_offline_hulls_give_mp_e_above_hull_back_from_dft_energies(name, mp20_sa
         hull.e_above_hull(Composition("Po2O"), -1.0)  # Po has no elemental reference
 
 
+def test_hull_energy_is_pymatgens_phase_diagram_value_and_stays_fast_for_many_elements(mp20_sample):
+    """The linear program gives the lower convex hull's value at a composition: the same number as pymatgen's
+    PhaseDiagram on the merged hull's real chemical systems (binary to quaternary, at and between phases); and
+    a 19-element composition, as an RLIP policy wrote one, is answered in seconds (qhull ran > 20 min on it)."""
+    import time
+
+    hull = load_hull(_offline("mp_gga_merged"))
+    rows = mp20_sample(12, seed=5)
+    probes = [Composition(f) for f in rows["pretty_formula"]] + [Composition("Li3Fe2O7"), Composition("Ba2CuSiO9")]
+    for comp in probes:
+        chemsys = tuple(sorted(el.symbol for el in comp.elements))
+        fractions, energies = hull._build_system(chemsys)
+        entries = [PDEntry(Composition({el: f for el, f in zip(chemsys, column, strict=True) if f > 0}), e)
+                   for column, e in zip(fractions.T, energies, strict=True)]
+        direct = PhaseDiagram(entries).get_hull_energy_per_atom(comp)
+        assert hull.hull_energy(comp) == pytest.approx(direct, abs=1e-6), comp.reduced_formula
+        assert hull.e_above_hull(comp, direct + 0.05) == pytest.approx(0.05, abs=1e-6)
+    started = time.perf_counter()
+    many = Composition("Yb4Mg4Cd4Hg4Au8Sn4Zn4Rh4Pd8Pt4Ru4Ga4Ge4Pb4Ir4Pm4Si4Tm4Li4")
+    assert len(many.elements) == 19 and hull.hull_energy(many) < 0
+    assert time.perf_counter() - started < 30
+
+
 def test_offline_tables_are_on_the_2023_references():
     """MP-20's formation energies used older references for Br, Bi, I and Eu; the tables move them onto the
     2023-02-07 ones: a 2023 reference polymorph that is an MP-20 material sits at exactly 0, and no elemental

@@ -126,7 +126,7 @@ def test_compare_pairs_shared_slots_and_export_writes_the_sun_crystals(tmp_path,
     assert result["paired"] is True
     parse = result["rates"]["parse_rate"]
     assert parse["difference"] == pytest.approx(1 / 3) and parse["discordant"] == {"a_only": 1, "b_only": 0}
-    assert parse["ci95"][0] >= 0 and "beyond noise" in capsys.readouterr().out
+    assert parse["difference_ci95"][0] >= 0 and "beyond noise" in capsys.readouterr().out
     table = pd.read_parquet(tmp_path / "a" / "structures.parquet")
     assert main(["export", str(tmp_path / "a"), "--out", str(tmp_path / "dft")]) == 0
     index = pd.read_csv(tmp_path / "dft" / "index.csv")

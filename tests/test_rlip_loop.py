@@ -110,6 +110,12 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
     _dvc_draws_every_plot(layout.plots_path(), tmp / "dvc_plots")
     # pi_0 and the last iteration draw the larger endpoint set (3 + 2 x 1), the iteration between 2 + 2 x 1
     assert [metrics["iterations"][i]["eval/n_requested"] for i in ("0", "1", "2")] == [5, 4, 5]
+    for rate in ("sun_rate", "ssun_rate", "stability_rate", "metastability_rate", "validity_structural",
+                 "uniqueness_rate"):  # the verdict in the DVC metrics file: the difference with its interval
+        if rate in metrics["vs_sft"]["rates"]:
+            entry = metrics["vs_sft"]["rates"][rate]
+            assert entry["difference_ci95"]["low"] <= entry["difference"] <= entry["difference_ci95"]["high"]
+    assert {"validity_structural", "stability_rate"} <= set(metrics["vs_sft"]["rates"])
     summary = json.loads(layout.summary_path().read_text())  # the names and tests live in the run's summary
     assert summary["vs_sft"]["iteration"] == 2 and summary["vs_sft"]["paired"] is True  # same prompts, same seed
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -64,10 +64,12 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, paired: bool | None = None)
             continue
         x = rows_a[metric.column].fillna(False).astype(bool).astype(int).to_numpy()
         y = rows_b[metric.column].fillna(False).astype(bool).astype(int).to_numpy()
-        entry = {"a": float(x.mean()), "a_ci95": wilson(int(x.sum()), len(x)), "b": float(y.mean()),
-                 "b_ci95": wilson(int(y.sum()), len(y)),
-                 **difference(x, y, paired=paired and len(x) == len(y))}
-        out["rates"][metric.name] = entry
+        diff = difference(x, y, paired=paired and len(x) == len(y))
+        # named like a_ci95 and b_ci95: DVC metrics files keep `<name>_ci95` pairs (io.numbers_only), and the
+        # difference's interval is the figure a reader of `metrics/rlip.json: vs_sft` needs most
+        diff["difference_ci95"] = diff.pop("ci95")
+        out["rates"][metric.name] = {"a": float(x.mean()), "a_ci95": wilson(int(x.sum()), len(x)),
+                                     "b": float(y.mean()), "b_ci95": wilson(int(y.sum()), len(y)), **diff}
     return out
 
 
@@ -118,7 +120,7 @@ def format_comparison(result: dict[str, Any], name_a: str, name_b: str) -> str:
              f"{'paired' if result['paired'] else 'independent'} comparison (95 % intervals)", "",
              f"{'rate':30s} {'A':>9s} {'B':>9s} {'A - B':>9s}  {'95 % interval':>21s}  {'p':>7s}  beyond noise"]
     for name, r in result["rates"].items():
-        lo, hi = r["ci95"]
+        lo, hi = r["difference_ci95"]
         lines.append(f"{name:30s} {_pct(r['a'])} {_pct(r['b'])} {_pct(r['difference'])}  "
                      f"[{_pct(lo)}, {_pct(hi)}]  {r['p_value']:7.4f}  {'yes' if r['larger_than_noise'] else 'no'}")
     return "\n".join(lines)

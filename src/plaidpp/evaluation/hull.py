@@ -1,9 +1,14 @@
 """Reference convex hulls: energy above the hull for a composition and a formation energy.
 
 All sources are reduced to one table - (entry id, formula, formation energy per atom against the
-matbench-discovery 2023-02-07 elemental references) - and the hull of a chemical system is built from the
-entries whose elements are a subset of it, once per system (``lru_cache``), in formation-energy space with
-every element pinned at 0 eV/atom.
+matbench-discovery 2023-02-07 elemental references). The hull energy at a composition is the lowest formation
+energy any mixture of reference phases of that composition reaches: a linear program over the entries whose
+elements are a subset of the chemical system (every element pinned at 0 eV/atom), solved with HiGHS. It is the
+lower convex hull's value there, the number pymatgen's ``PhaseDiagram.get_hull_energy_per_atom`` returns
+(tests compare the two on real systems), without building the hull: qhull's cost explodes with the number of
+elements, and a generated crystal can name 19 (an RLIP policy at T = 0.9 wrote such crystals; one
+PhaseDiagram of that system ran for over 20 minutes without finishing). The entry matrix of a system is built
+once (``lru_cache``).
 
 Sources (``conf/hull/<name>.yaml: source``):
 
@@ -24,7 +29,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import itertools
 import json
 import logging
 import os
@@ -32,8 +36,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition
 
 from plaidpp.errors import UserError
@@ -66,19 +70,38 @@ class ReferenceHull:
             key = frozenset(el.symbol for el in comp.elements)
             by_elements.setdefault(key, []).append((comp, float(e_form), str(entry_id)))
         self._by_elements = by_elements
-        self._diagram = lru_cache(maxsize=4096)(self._build_diagram)
+        self._system = lru_cache(maxsize=4096)(self._build_system)
 
     def missing_elements(self, composition: Composition) -> list[str]:
         return self.refs.missing(composition)
 
-    def _build_diagram(self, chemsys: tuple[str, ...], exclude: frozenset[str] = frozenset()) -> PhaseDiagram:
-        entries = [PDEntry(Composition({el: 1}), 0.0, name=f"ref-{el}") for el in chemsys]
-        for k in range(1, len(chemsys) + 1):
-            for subset in itertools.combinations(chemsys, k):
-                for comp, e_form, entry_id in self._by_elements.get(frozenset(subset), ()):
+    def _build_system(self, chemsys: tuple[str, ...], exclude: frozenset[str] = frozenset()
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The reference phases of a chemical system as (atom fractions: elements x phases, eV/atom): the
+        elements themselves at 0, then every table entry whose elements are a subset of ``chemsys``."""
+        elements = set(chemsys)
+        columns = [np.eye(len(chemsys))[:, k] for k in range(len(chemsys))]
+        energies = [0.0] * len(chemsys)
+        for key, phases in self._by_elements.items():
+            if key <= elements:
+                for comp, e_form, entry_id in phases:
                     if entry_id not in exclude:
-                        entries.append(PDEntry(comp, e_form * comp.num_atoms, name=entry_id))
-        return PhaseDiagram(entries)
+                        columns.append(np.array([comp.get_atomic_fraction(el) for el in chemsys]))
+                        energies.append(e_form)
+        return np.stack(columns, axis=1), np.array(energies)
+
+    def hull_energy(self, composition: Composition, exclude: frozenset[str] = frozenset()) -> float:
+        """The formation energy (eV/atom) of the hull at ``composition``: min over mixtures of reference phases
+        with that composition (fractions w >= 0; the atom balance makes them sum to 1)."""
+        from scipy.optimize import linprog
+
+        chemsys = tuple(sorted(el.symbol for el in composition.elements))
+        fractions, energies = self._build_system(chemsys, exclude) if exclude else self._system(chemsys)
+        target = np.array([composition.get_atomic_fraction(el) for el in chemsys])
+        result = linprog(energies, A_eq=fractions, b_eq=target, bounds=(0, None), method="highs")
+        if result.status != 0:  # cannot happen while every element has its reference column; say so if it does
+            raise RuntimeError(f"hull of {composition.reduced_formula}: {result.message}")
+        return float(result.fun)
 
     def e_above_hull(
         self, composition: Composition, e_form_per_atom: float, exclude: frozenset[str] = frozenset()
@@ -86,14 +109,12 @@ class ReferenceHull:
         """E_hull in eV/atom (negative below the current hull). KeyError names elements without a reference.
 
         ``exclude``: entry ids left out of the hull (calibration: score a known crystal against the *other*
-        phases, as a generated crystal would be); such diagrams are not cached.
+        phases, as a generated crystal would be); such systems are not cached.
         """
         missing = self.missing_elements(composition)
         if missing:
             raise KeyError(",".join(missing))
-        chemsys = tuple(sorted(el.symbol for el in composition.elements))
-        diagram = self._build_diagram(chemsys, exclude) if exclude else self._diagram(chemsys)
-        return float(e_form_per_atom - diagram.get_hull_energy_per_atom(composition))
+        return float(e_form_per_atom - self.hull_energy(composition, exclude))
 
     def summary(self) -> dict[str, Any]:
         return {

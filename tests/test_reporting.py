@@ -173,3 +173,14 @@ def test_report_html_renders_in_headless_chromium(pipeline_outputs, tmp_path):
     check = json.loads(found.group(1))
     assert check["images"] >= 6 and check["loaded"] == check["images"], check
     assert check["tables"] >= 4 and check["rendered"] == check["tables"], check
+
+
+def test_comparison_text_reads_records_from_before_the_difference_interval_was_renamed():
+    """RLIP summaries written before 50ecb51 name the difference's interval `ci95`: the report still prints
+    them (a `make rlip-reference` after upgrading re-reports the default run's older record)."""
+    from plaidpp.evaluation.compare import format_comparison
+
+    entry = {"a": 0.2, "b": 0.1, "difference": 0.1, "p_value": 0.04, "larger_than_noise": True}
+    for key in ("difference_ci95", "ci95"):
+        text = format_comparison({"paired": True, "rates": {"sun_rate": {**entry, key: [0.01, 0.19]}}}, "A", "B")
+        assert "[  1.00 %,  19.00 %]" in text and "yes" in text

@@ -120,7 +120,7 @@ def format_comparison(result: dict[str, Any], name_a: str, name_b: str) -> str:
              f"{'paired' if result['paired'] else 'independent'} comparison (95 % intervals)", "",
              f"{'rate':30s} {'A':>9s} {'B':>9s} {'A - B':>9s}  {'95 % interval':>21s}  {'p':>7s}  beyond noise"]
     for name, r in result["rates"].items():
-        lo, hi = r["difference_ci95"]
+        lo, hi = r["difference_ci95"] if "difference_ci95" in r else r["ci95"]  # records written before 50ecb51
         lines.append(f"{name:30s} {_pct(r['a'])} {_pct(r['b'])} {_pct(r['difference'])}  "
                      f"[{_pct(lo)}, {_pct(hi)}]  {r['p_value']:7.4f}  {'yes' if r['larger_than_noise'] else 'no'}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from plaidpp.io import numbers_only
 from plaidpp.reporting.report import report
 from plaidpp.representation import get
 from plaidpp.rlip.record import iteration_metrics
+from plaidpp.stats import wilson
 
 from .conftest import shrunk_overrides
 
@@ -184,3 +185,21 @@ def test_comparison_text_reads_records_from_before_the_difference_interval_was_r
     for key in ("difference_ci95", "ci95"):
         text = format_comparison({"paired": True, "rates": {"sun_rate": {**entry, key: [0.01, 0.19]}}}, "A", "B")
         assert "[  1.00 %,  19.00 %]" in text and "yes" in text
+
+
+def test_reward_audit_warns_when_agreement_falls_beyond_the_noise_as_the_reward_rises():
+    """The reference run's audit: 63 of 72 crystals in the same tier at pi_0, 45 of 66 at pi_4 (Fisher p =
+    0.007, though the two Wilson intervals touch), while the reward's metastable share on the rollouts rose; an
+    equal agreement (63 of 72 twice) gives no warning."""
+    from plaidpp.reporting.report import audit_section
+
+    def row(agree, n, reward=None):
+        low, high = wilson(agree, n)
+        return {"audit/n": n, "audit/tier_agreement": agree / n, "audit/tier_agreement_ci95_low": low,
+                "audit/tier_agreement_ci95_high": high, "reward/metastability_rate": reward}
+
+    falling = audit_section({"0": row(63, 72), "1": row(60, 70, 0.16), "4": row(45, 66, 0.57)}, "run `reference`")
+    assert "run `reference`" in falling[0] and any("**Warning:**" in line and "Fisher p = 0.00" in line
+                                                   for line in falling)
+    steady = audit_section({"0": row(63, 72), "1": row(63, 72, 0.16), "4": row(63, 72, 0.57)})
+    assert any("No sign of reward hacking" in line for line in steady)

@@ -116,6 +116,9 @@ def test_kill_mid_sampling_then_resume_to_the_end(tmp):
             entry = metrics["vs_sft"]["rates"][rate]
             assert entry["difference_ci95"]["low"] <= entry["difference"] <= entry["difference_ci95"]["high"]
     assert {"validity_structural", "stability_rate"} <= set(metrics["vs_sft"]["rates"])
+    by_task = metrics["vs_sft"]["by_task"]  # per task, as the paper states its gains: 3 unconditional, 2 conditioned
+    assert [by_task[t]["rates"]["validity_structural"]["n_a"] for t in ("unconditional", "conditional")] == [3, 2]
+    assert by_task["unconditional"]["paired"] == 1
     summary = json.loads(layout.summary_path().read_text())  # the names and tests live in the run's summary
     assert summary["vs_sft"]["iteration"] == 2 and summary["vs_sft"]["paired"] is True  # same prompts, same seed
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

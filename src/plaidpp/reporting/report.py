@@ -189,6 +189,8 @@ def rlip_section(record: dict[str, Any], runs: dict[str, dict[str, Any]], out_di
         lines += ["", "Per iteration, each run, with the 95 % interval as a band (the paper's Fig. 3):", "",
                   f"![RLIP iterations]({plot.name})"]
     lines += ["", *audit_section(iterations)]
+    for name, run in runs.items():  # every run that audited its reward (e.g. the reference run)
+        lines += audit_section(run.get("iterations", {}), f"run `{name}`")
     vs = record.get("vs_sft")
     if vs:
         from plaidpp.evaluation.compare import format_comparison
@@ -196,17 +198,25 @@ def rlip_section(record: dict[str, Any], runs: dict[str, dict[str, Any]], out_di
         lines += ["", f"Iteration {vs['iteration']} against the SFT model (A − B with its 95 % interval; beyond "
                   "noise = the interval excludes 0):", "", "```",
                   format_comparison(vs, f"iteration {vs['iteration']}", "the SFT model (iteration 0)"), "```"]
+        for task, result in (vs.get("by_task") or {}).items():  # the paper states its S.U.N. gains per task
+            lines += ["", f"The same, {task} prompts only:", "", "```",
+                      format_comparison(result, f"iteration {vs['iteration']}", "the SFT model"), "```"]
     return lines + [""]
 
 
-def audit_section(iterations: dict[str, dict[str, float]]) -> list[str]:
+def audit_section(iterations: dict[str, dict[str, float]], run: str = "the default run") -> list[str]:
     """Reward against evaluation potential on the same evaluation crystals, per iteration, and a verdict: the
     reward rising on the rollouts while the two potentials' tier agreement falls beyond its noise is the sign
-    of a policy learning the reward potential's errors."""
+    of a policy learning the reward potential's errors. "Beyond its noise": the difference of the first and last
+    iteration's agreement (different crystals: ``stats.difference`` unpaired, bootstrap interval and Fisher's
+    test) has an interval that excludes 0. Comparing the two Wilson intervals for overlap, as this did before,
+    missed the reference run's 87.5 % of 72 -> 68.2 % of 66 (Fisher p = 0.007): the intervals touched."""
+    from plaidpp.stats import difference
+
     rows = {int(i): row for i, row in iterations.items() if row.get("audit/n")}
     if not rows:
         return []
-    lines = ["### Is the reward being hacked?", "", "The evaluation samples scored again with the reward potential: "
+    lines = [f"### Is the reward being hacked? ({run})", "", "The evaluation samples scored again with the reward potential: "
              "crystals both potentials placed on the hull, how often they give the same tier (stable / metastable "
              "/ unstable) with its 95 % interval, and the Spearman correlation of their E_hull.", "",
              "| iteration | crystals | same tier | Spearman ρ (E_hull) | reward potential: metastable | evaluation "
@@ -224,16 +234,26 @@ def audit_section(iterations: dict[str, dict[str, float]]) -> list[str]:
     on_rollouts = [r for i in sorted(int(k) for k in iterations)
                    if (r := iterations[str(i)].get("reward/metastability_rate")) is not None]
     reward_up = len(on_rollouts) >= 2 and on_rollouts[-1] > on_rollouts[0]
-    fell = _flat_ci(b, "audit/tier_agreement")[1] < _flat_ci(a, "audit/tier_agreement")[0]
+    def outcomes(row: dict[str, float]) -> list[int]:  # one 0/1 per audited crystal: the tiers agree
+        n = int(row["audit/n"])
+        agree = round(row["audit/tier_agreement"] * n)
+        return [1] * agree + [0] * (n - agree)
+
+    change = difference(outcomes(b), outcomes(a), paired=False)
+    fell = change["difference"] < 0 and change["larger_than_noise"]
+    low, high = (100 * v for v in change["ci95"])
+    measured = (f"{100 * change['difference']:+.1f} points [{low:+.1f}, {high:+.1f}], Fisher p = "
+                f"{change['p_value']:.3g}")
     if fell and reward_up:
         verdict = (f"**Warning:** from iteration {first} to {last} the reward rose on the rollouts while the two "
-                   "potentials' tier agreement fell beyond its noise (the intervals do not overlap): the policy may "
-                   "be learning the reward potential's errors.")
+                   f"potentials' tier agreement fell beyond its noise ({measured}): the policy may be learning the "
+                   "reward potential's errors, or moving its crystals to where the two potentials disagree most.")
     elif fell:
-        verdict = (f"Tier agreement fell beyond its noise from iteration {first} to {last}, without a rising reward.")
+        verdict = (f"Tier agreement fell beyond its noise from iteration {first} to {last} ({measured}), without "
+                   "a rising reward.")
     else:
         verdict = (f"No sign of reward hacking: tier agreement at iteration {last} is within the noise of iteration "
-                   f"{first}, or higher.")
+                   f"{first}, or higher ({measured}).")
     return lines + ["", f"> {verdict}", ""]
 
 

@@ -106,8 +106,9 @@ def collect(cfg: RlipConfig, layout: Layout, *, complete: bool = False) -> dict[
 
 def vs_sft(layout: Layout, iterations: list[int]) -> dict[str, Any] | None:
     """The last evaluated iteration against iteration 0 (pi_0, the SFT model): every rate of both with its
-    interval and the difference with its 95 % interval and test (``plaidpp compare``'s ``compare_tables``)."""
-    from plaidpp.evaluation.compare import compare_tables, read_scored
+    interval and the difference with its 95 % interval and test (``plaidpp compare``'s ``compare_tables``), over
+    all slots and per task (``by_task``: unconditional, conditional)."""
+    from plaidpp.evaluation.compare import compare_by_task, compare_tables, read_scored
 
     evaluated = [i for i in iterations if (layout.iter_dir(i) / "eval" / "structures.parquet").is_file()]
     if 0 not in evaluated or max(evaluated) == 0:
@@ -115,7 +116,7 @@ def vs_sft(layout: Layout, iterations: list[int]) -> dict[str, Any] | None:
     last = max(evaluated)
     a, _ = read_scored(layout.iter_dir(last) / "eval")
     b, _ = read_scored(layout.iter_dir(0) / "eval")
-    return {"iteration": last, **compare_tables(a, b)}
+    return {"iteration": last, **compare_tables(a, b), "by_task": compare_by_task(a, b)}
 
 
 def run_params(cfg: RlipConfig, layout: Layout) -> dict[str, Any]:

@@ -103,8 +103,8 @@ def main() -> None:
     parser.add_argument("--n-per-group", type=int, default=20, help="per paper target group")
     parser.add_argument("--seed", type=int, default=1, help="the sampling seed (the same for every lever)")
     parser.add_argument("--train-seeds", default=None,
-                        help="comma-separated: train every lever once per seed (`seed=N model.init_seed=N`) and print the spread of "
-                             "each rate across them beside its sampling interval (how much pi_0 itself varies)")
+                        help="comma-separated: train every lever once per seed (`seed=N model.init_seed=N`) and "
+                             "print the spread of each rate across them beside its sampling interval (how much pi_0 itself varies)")
     parser.add_argument("--extra", default="", help="comma-separated overrides added to every lever's `plaidpp sft`")
     parser.add_argument("--out", default=".cache/benchmarks/sft_levers.json")
     args = parser.parse_args()

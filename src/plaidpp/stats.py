@@ -78,14 +78,15 @@ def difference(a: Any, b: Any, paired: bool) -> dict[str, Any]:
         out["p_value"] = round(float(fisher_exact(table).pvalue), 6)
         degenerate = np.all(x == x[0]) and np.all(y == y[0]) if len(x) and len(y) else True
     if degenerate:  # no variation to resample: the interval is the point
-        out["ci95"] = [out["difference"], out["difference"]]
+        out["difference_ci95"] = [out["difference"], out["difference"]]
     else:
         result = bootstrap((x, y), _mean_diff, paired=paired, vectorized=True, confidence_level=CONFIDENCE,
                            n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
                            random_state=np.random.default_rng(BOOTSTRAP_SEED))
-        out["ci95"] = [round(float(result.confidence_interval.low), 6), round(float(result.confidence_interval.high), 6)]
+        out["difference_ci95"] = [round(float(result.confidence_interval.low), 6),
+                                  round(float(result.confidence_interval.high), 6)]
     out["interval"] = "paired bootstrap over slots" if paired else "independent two-sample bootstrap"
-    low, high = out["ci95"]
+    low, high = out["difference_ci95"]
     out["larger_than_noise"] = bool(low > 0 or high < 0)
     return out
 

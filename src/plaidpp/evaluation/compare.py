@@ -64,14 +64,10 @@ def compare_tables(a: pd.DataFrame, b: pd.DataFrame, paired: bool | None = None)
             continue
         x = rows_a[metric.column].fillna(False).astype(bool).astype(int).to_numpy()
         y = rows_b[metric.column].fillna(False).astype(bool).astype(int).to_numpy()
-        diff = difference(x, y, paired=paired and len(x) == len(y))
-        # named like a_ci95 and b_ci95: DVC metrics files keep `<name>_ci95` pairs (io.numbers_only), and the
-        # difference's interval is the figure a reader of `metrics/rlip.json: vs_sft` needs most
-        diff["difference_ci95"] = diff.pop("ci95")
         out["rates"][metric.name] = {"a": float(x.mean()), "a_ci95": wilson(int(x.sum()), len(x)),
-                                     "b": float(y.mean()), "b_ci95": wilson(int(y.sum()), len(y)), **diff}
+                                     "b": float(y.mean()), "b_ci95": wilson(int(y.sum()), len(y)),
+                                     **difference(x, y, paired=paired and len(x) == len(y))}
     return out
-
 
 
 def compare_by_task(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
@@ -85,6 +81,7 @@ def compare_by_task(a: pd.DataFrame, b: pd.DataFrame) -> dict[str, Any]:
         if len(rows_a) and len(rows_b):
             out[task] = compare_tables(rows_a, rows_b)
     return out
+
 
 TIERS = ("stable", "metastable", "unstable")
 

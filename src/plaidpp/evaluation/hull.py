@@ -80,7 +80,7 @@ class ReferenceHull:
         """The reference phases of a chemical system as (atom fractions: elements x phases, eV/atom): the
         elements themselves at 0, then every table entry whose elements are a subset of ``chemsys``."""
         elements = set(chemsys)
-        columns = [np.eye(len(chemsys))[:, k] for k in range(len(chemsys))]
+        columns = list(np.eye(len(chemsys)))  # one pure-element column per element
         energies = [0.0] * len(chemsys)
         for key, phases in self._by_elements.items():
             if key <= elements:

@@ -234,6 +234,7 @@ def audit_section(iterations: dict[str, dict[str, float]], run: str = "the defau
     on_rollouts = [r for i in sorted(int(k) for k in iterations)
                    if (r := iterations[str(i)].get("reward/metastability_rate")) is not None]
     reward_up = len(on_rollouts) >= 2 and on_rollouts[-1] > on_rollouts[0]
+
     def outcomes(row: dict[str, float]) -> list[int]:  # one 0/1 per audited crystal: the tiers agree
         n = int(row["audit/n"])
         agree = round(row["audit/tier_agreement"] * n)
@@ -241,7 +242,7 @@ def audit_section(iterations: dict[str, dict[str, float]], run: str = "the defau
 
     change = difference(outcomes(b), outcomes(a), paired=False)
     fell = change["difference"] < 0 and change["larger_than_noise"]
-    low, high = (100 * v for v in change["ci95"])
+    low, high = (100 * v for v in change["difference_ci95"])
     measured = (f"{100 * change['difference']:+.1f} points [{low:+.1f}, {high:+.1f}], Fisher p = "
                 f"{change['p_value']:.3g}")
     if fell and reward_up:

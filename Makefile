@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test test-fairchem variants rlip-reference sweep bench bench-representation verify-data clean-cache
+.PHONY: install run test test-fairchem variants rlip-reference collapse-test sweep bench bench-representation verify-data clean-cache
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,14 @@ variants: $(STAMP)
 rlip-reference: $(STAMP)
 	@test -f models/sft/config.json || { echo "rlip-reference starts from models/sft: run 'make run' first"; exit 2; }
 	$(BIN)/plaidpp rlip +experiment=rlip_reference $(RLIP_ARGS)
+	$(BIN)/plaidpp report
+
+# After `make run`: issue 13's mode-collapse test (conf/experiment/rlip_collapse.yaml): the reference run's rollouts
+# under the flagship and the constant schedule, four iterations each, every model judged on the diversity of 500
+# samples (no relaxation).
+collapse-test: $(STAMP)
+	@test -f models/sft/config.json || { echo "collapse-test starts from models/sft: run 'make run' first"; exit 2; }
+	$(BIN)/plaidpp rlip -m +experiment=rlip_collapse schedule=flagship,constant $(RLIP_ARGS)
 	$(BIN)/plaidpp report
 
 SWEEP ?= schedule=constant,ramp02 pairs.ratio=1,2

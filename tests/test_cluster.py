@@ -1,0 +1,38 @@
+"""Leaving one machine through existing engines: a Hydra sweep through the submitit launcher."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from pymatgen.core import Structure
+
+from plaidpp.config import PROJECT_ROOT
+
+from .conftest import shrunk_overrides
+
+
+@pytest.mark.slow
+def test_an_evaluate_sweep_runs_as_two_submitit_jobs_and_leaves_both_summaries(tmp_path, mp20_rows):
+    """`plaidpp evaluate -m hydra/launcher=submitit_local mlip=chgnet,sevennet`: two jobs (processes submitit
+    starts and waits for), one summary per potential, each judged by its own potential."""
+    small = mp20_rows[mp20_rows["split"] == "test"].sample(40, random_state=5)
+    small = small[small["cif"].map(lambda c: len(Structure.from_str(c, fmt="cif")) <= 4)].head(2)
+    folder = tmp_path / "generated"
+    folder.mkdir()
+    for k, cif in enumerate(small["cif"]):
+        (folder / f"c{k}.cif").write_text(cif)
+    cmd = [sys.executable, "-m", "plaidpp.cli", "evaluate", "-m", "hydra/launcher=submitit_local",
+           f"hydra.sweep.dir={tmp_path / 'multirun'}", "mlip=chgnet,sevennet", f"samples={folder}",
+           f"out={tmp_path}/eval/${{mlip.name}}", "relax.steps=20", "progress=false",
+           *shrunk_overrides("evaluate", tmp_path)]
+    result = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summaries = {name: json.loads((tmp_path / "eval" / name / "summary.json").read_text())
+                 for name in ("chgnet", "sevennet")}
+    assert {s["n_requested"] for s in summaries.values()} == {2}
+    assert {name: s["mlip"].split(":")[0] for name, s in summaries.items()} == {"chgnet": "chgnet", "sevennet": "sevennet"}
+    jobs = [d for d in (tmp_path / "multirun" / ".submitit").iterdir() if d.name.isdigit()]  # and its %j template
+    assert len(jobs) == 2 and all(list(d.glob("*_result.pkl")) for d in jobs)  # one finished job per point

@@ -177,6 +177,20 @@ def score_samples(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig) -> tuple
     return table, summary
 
 
+def relax_rows(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig) -> dict[str, int]:
+    """Only the relaxations of ``rows`` (into ``cfg.cache``), the steps before them included: what a shard of a
+    sharded evaluation does (``shards.py``); ``score_samples`` then finds every one in the cache. Returns
+    counts for the shard's marker."""
+    frame, _ = select_rows(rows)
+    hull = get_hull(cfg)
+    table = _base_table(frame, cfg)
+    checked, crystals = steps.parse_and_validity(table, cfg)
+    _merge(table, checked)
+    steps.relaxation(table, crystals, cfg, hull)
+    return {"n_rows": len(table), "n_relaxed": len(crystals.relaxations),
+            "n_relaxed_now": sum(r.get("cached") is False for r in crystals.relaxations.values())}
+
+
 class _StepClock:
     """Wall seconds per scoring step, and beside them the potential's own compute, for ``summary["timings"]``."""
 

@@ -55,7 +55,7 @@ def test_sft_on_two_processes_matches_one_process_with_the_same_effective_batch(
 
 
 @pytest.mark.slow
-def test_a_dpo_round_on_two_processes_matches_one_process(pi0, tmp_path):
+def test_a_dpo_round_on_two_processes_matches_one_process(pi0, tmp_path):  # noqa: F811 - the fixture
     """Six pairs in one step: 6 on one process, 3 on each of two. Loss before and after the step agree."""
     def dpo(name: str, processes: int, batch_size: int) -> dict:
         overrides = shrunk_overrides("dpo", tmp_path, [

@@ -18,7 +18,6 @@ one, and a shard that died part-way finds the relaxations it finished in its cac
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,6 @@ from plaidpp.evaluation.inputs import read_samples
 from plaidpp.evaluation.score import relax_rows, select_rows
 from plaidpp.io import write_json
 from plaidpp.settings.stages import EvaluateConfig
-
-log = logging.getLogger(__name__)
 
 
 def shard_bounds(n_rows: int, n_shards: int) -> list[tuple[int, int]]:

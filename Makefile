@@ -43,6 +43,10 @@ test-fairchem: $(STAMP)
 # Hydra sweep. Each run keeps its own folders and writes metrics/rlip_runs/<run>.json; `plaidpp report`
 # tabulates them side by side. RLIP_ARGS passes overrides to every run, e.g. RLIP_ARGS=rlip.iterations=1.
 RLIP_ARGS ?=
+# pi_0, which the runs below start from: trained by `make run` (its DVC stage), never here
+SFT := models/sft/config.json
+$(SFT):
+	@echo "$(MAKECMDGOALS) starts from models/sft: run 'make run' first"; exit 2
 # The 3D-coordinate SFT model the coords runs start from (trained once; ~17 min on 2 CPU cores)
 SFT_COORDS := models/sft-coords/config.json
 $(SFT_COORDS): | $(STAMP)
@@ -59,16 +63,14 @@ variants: $(STAMP)
 
 # After `make run`: issue 13's reference RLIP run (conf/experiment/rlip_reference.yaml; about 2 h 15 min on 2
 # CPU cores): four iterations of the flagship schedule, a paired 500-sample evaluation of pi_0 and pi_4.
-rlip-reference: $(STAMP)
-	@test -f models/sft/config.json || { echo "rlip-reference starts from models/sft: run 'make run' first"; exit 2; }
+rlip-reference: $(STAMP) $(SFT)
 	$(BIN)/plaidpp rlip +experiment=rlip_reference $(RLIP_ARGS)
 	$(BIN)/plaidpp report
 
 # After `make run`: issue 13's mode-collapse test (conf/experiment/rlip_collapse.yaml): the reference run's rollouts
 # under the flagship and the constant schedule, four iterations each, every model judged on the diversity of 500
 # samples (no relaxation).
-collapse-test: $(STAMP)
-	@test -f models/sft/config.json || { echo "collapse-test starts from models/sft: run 'make run' first"; exit 2; }
+collapse-test: $(STAMP) $(SFT)
 	$(BIN)/plaidpp rlip -m +experiment=rlip_collapse schedule=flagship,constant $(RLIP_ARGS)
 	$(BIN)/plaidpp report
 

@@ -16,7 +16,7 @@ from plaidpp.constraint.feasibility import fits
 from plaidpp.constraint.grammar import ELEMENTS
 from plaidpp.constraint.spacegroups import TABLE_FILE, build_tables, space_groups
 from plaidpp.evaluation.validity import structural_validity
-from plaidpp.representation import get
+from plaidpp.representation import DecodeError, get
 from plaidpp.representation.wyckoff import spacegroup_number
 from plaidpp.settings.sampling import SamplerSettings
 
@@ -264,3 +264,25 @@ def test_volume_rule_leaves_room_in_every_crystal_system(group, formula):
                 state = state.step(options[rng.integers(len(options))])
         volume = build_lattice([float(v) for v in state.lengths], [float(v) for v in state.angles]).volume
         assert volume >= 0.95 * state.formula_volume * (1 - 1e-9), (group, state.lengths, state.angles)
+
+
+@pytest.mark.timeout(60)
+def test_a_coords_text_at_max_atoms_ends(mp20_sample):
+    """At ``max_atoms`` sites the coords grammar is complete and llguidance stops the matcher: its mask keeps EOS
+    alone, which the draw check must accept too, or the compact sampler redraws forever (the coords reference
+    run hung there). Random logits, one site allowed: every text ends after its one site and decodes."""
+    from plaidpp.prompts import unconditional_prompt
+    from plaidpp.training.tokenizer import train_crystal_tokenizer
+
+    representation = get("coords")
+    texts = [representation.encode(Structure.from_str(cif, fmt="cif"))
+             for cif in mp20_sample(60, seed=4, split="train")["cif"]]
+    tokenizer = train_crystal_tokenizer([unconditional_prompt() + t for t in texts], vocab_size=500)
+    constraint = Constraint(tokenizer, "coords", "grammar", Rules.of(SamplerSettings(max_atoms=1)))
+    tokens, batch, unfinished = _sample(constraint, [None] * 8, seed=2, max_new_tokens=300)
+    assert not unfinished and batch.dead_ends == 0
+    for ids in tokens:
+        try:  # the grammar keeps each angle in range, not the three together: a cell may not close
+            assert len(representation.decode(tokenizer.decode(ids[:-1]).strip())) == 1
+        except DecodeError as exc:
+            assert exc.reason == "bad_lattice", exc

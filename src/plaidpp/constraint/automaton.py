@@ -951,7 +951,10 @@ class ConstrainedBatch:
         words = np.zeros((self.constraint.vocab_size + 31) // 32, dtype=np.int32)
         for row, token in zip(rows, tokens):
             token, state, matcher = int(token), self.states[row], self.matchers[row]
-            ok = matcher.validate_tokens([token]) == 1  # cheap, and never narrower than the mask
+            # cheap, and never narrower than the mask - except for EOS once the grammar is complete (a coords
+            # text at max_atoms sites): llguidance then stops the matcher, whose mask keeps EOS alone while
+            # validate_tokens refuses it, so EOS is read from the mask only
+            ok = token == self.constraint.eos or matcher.validate_tokens([token]) == 1
             if ok:
                 matcher.unsafe_compute_mask_ptr(words.ctypes.data, words.nbytes)
                 ok = bool((int(words[token >> 5]) >> (token & 31)) & 1)

@@ -192,21 +192,30 @@ def _redraw(logits: torch.Tensor, rows: list[int], temperature: float, top_p: fl
             constrained: ConstrainedBatch) -> torch.Tensor:
     """Draw from the constraint's fast mask (a superset, ``TokenTable.allowed(exact=False)``), removing each
     draw ``accepts`` refuses and drawing again until every row's draw is allowed: exactly the masked
-    distribution. A row whose fast mask runs out (never seen) gets the exact mask."""
+    distribution. A row whose fast mask runs out (never seen) gets the exact mask; should that run out too
+    (``accepts`` refusing what the mask keeps: a bug, counted as a dead end), its draw from the exact mask is
+    kept unchecked rather than redrawn forever."""
     original = logits.clone()
     constrained.mask(logits, rows, exact=False)
     chosen = _draw(logits, temperature, top_p, generator)
     pending = list(range(len(rows)))
+    exact: set[int] = set()  # rows redrawn from the exact mask
     while pending:
         ok = constrained.accepts([rows[k] for k in pending], chosen[pending].tolist())
         pending = [k for k, good in zip(pending, ok) if not good]
+        unchecked = []
         for k in pending:
             logits[k, chosen[k]] = float("-inf")
             if not torch.isfinite(logits[k]).any():
                 logits[k] = original[k]
                 constrained.mask(logits[k:k + 1], [rows[k]])
+                if k in exact:  # the exact mask ran out as well
+                    constrained.dead_ends += 1
+                    unchecked.append(k)
+                exact.add(k)
         if pending:
             chosen[pending] = _draw(logits[pending], temperature, top_p, generator)
+            pending = [k for k in pending if k not in unchecked]
     return chosen
 
 

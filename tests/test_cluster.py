@@ -36,3 +36,30 @@ def test_an_evaluate_sweep_runs_as_two_submitit_jobs_and_leaves_both_summaries(t
     assert {name: s["mlip"].split(":")[0] for name, s in summaries.items()} == {"chgnet": "chgnet", "sevennet": "sevennet"}
     jobs = [d for d in (tmp_path / "multirun" / ".submitit").iterdir() if d.name.isdigit()]  # and its %j template
     assert len(jobs) == 2 and all(list(d.glob("*_result.pkl")) for d in jobs)  # one finished job per point
+
+
+@pytest.mark.slow
+def test_an_rlip_sweep_runs_one_submitit_job_per_schedule(tmp_path, tiny_model_dir):
+    """`plaidpp rlip -m hydra/launcher=submitit_local schedule=flagship,constant`: one job per schedule, each in
+    its own run folder (named by its overrides), here doing iteration 1's rollout step with a tiny model."""
+    import shutil
+
+    from .test_rlip_loop import overrides
+
+    shutil.copytree(tiny_model_dir, tmp_path / "pi0")
+    shared = [o for o in overrides(tmp_path) if not o.startswith(("rlip.run=", "tracking."))]
+    cmd = [sys.executable, "-m", "plaidpp.cli", "rlip", "-m", "hydra/launcher=submitit_local",
+           f"hydra.sweep.dir={tmp_path / 'multirun'}", "schedule=flagship,constant", "rlip.iteration=1",
+           "rlip.step=sample", "tracking.uri=null", *shared]
+    result = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    samples = sorted(tmp_path.glob("**/iter_1/**/samples.jsonl"))
+    runs = sorted({path.relative_to(tmp_path / "data" / "rlip").parts[0] for path in samples})
+    # too many overrides for a file name: the group choices and a hash of them all (rlip.layout._sweep_name)
+    assert len(runs) == 2 and all(len(run) <= 120 for run in runs), runs
+    assert [run.split(",")[-1].split("-")[0] for run in runs] == ["schedule=constant", "schedule=flagship"], runs
+    for path in samples:  # every rollout slot finished (6 unconditional + 2 x 2 space-group prompts)
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        assert sorted(r["index"] for r in rows if r["final"]) == list(range(10))
+    jobs = [d for d in (tmp_path / "multirun" / ".submitit").iterdir() if d.name.isdigit()]
+    assert len(jobs) == 2 and all(list(d.glob("*_result.pkl")) for d in jobs)

@@ -6,8 +6,12 @@ import os
 
 
 def n_workers(requested: int) -> int:
-    """``requested`` worker processes, or every core for 0."""
-    return requested if requested > 0 else (os.cpu_count() or 1)
+    """``requested`` worker processes, or for 0 every core this process may run on: under SLURM (or taskset)
+    that is the job's allocation (``cpus_per_task``), not the node's cores, which ``os.cpu_count`` counts."""
+    if requested > 0:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores or 1
 
 
 def set_torch_threads(workers: int) -> int:

@@ -26,8 +26,10 @@ from plaidpp.settings.common import StageSettings
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
-def enabled(cfg: StageSettings) -> bool:
-    return cfg.tracking.uri is not None
+def enabled(cfg: StageSettings | None) -> bool:
+    """Tracking on: a configured URI (None stands for a process that must not log, e.g. a training process that
+    is not the main one of several)."""
+    return cfg is not None and cfg.tracking.uri is not None
 
 
 def flat_params(params: Any, prefix: str = "") -> dict[str, str]:
@@ -137,7 +139,7 @@ def run(cfg: StageSettings, name: str, run_id: str | None = None, nested: bool =
 
 
 @contextmanager
-def resumable_run(cfg: StageSettings, name: str, run_id_file: Path) -> Iterator[Any]:
+def resumable_run(cfg: StageSettings | None, name: str, run_id_file: Path) -> Iterator[Any]:
     """The mlflow module inside a run whose id lives in ``run_id_file`` (re-opened after a kill); None when off.
 
     The run ends FINISHED, or KILLED when the body raises (Ctrl-C included)."""

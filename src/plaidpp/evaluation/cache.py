@@ -62,6 +62,19 @@ class RelaxCache:
         self._db.execute("INSERT OR REPLACE INTO relax (key, value) VALUES (?, ?)", (key, json.dumps(value)))
         self._db.commit()
 
+    def absorb(self, other: str | Path) -> int:
+        """Copy every row of another cache file that this one lacks (a shard's, ``evaluation.shards``); returns
+        how many were new. A key names the structure, potential and settings, so a row present in both is the
+        same relaxation."""
+        before = len(self)
+        self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            self._db.execute("INSERT OR IGNORE INTO relax (key, value) SELECT key, value FROM other.relax")
+            self._db.commit()
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        return len(self) - before
+
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM relax").fetchone()[0])
 

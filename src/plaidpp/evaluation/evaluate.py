@@ -24,6 +24,7 @@ from plaidpp import tracking
 from plaidpp.errors import UserError
 from plaidpp.evaluation.inputs import read_samples
 from plaidpp.evaluation.score import get_hull, get_training_set, score_samples
+from plaidpp.evaluation.shards import run_shards
 from plaidpp.io import atomic_write, exclusive, write_json, write_metrics
 from plaidpp.settings.stages import EvaluateConfig
 
@@ -64,8 +65,8 @@ def check_inputs(cfg: EvaluateConfig) -> None:
         raise UserError(f"mlip.checkpoint not found: {cfg.mlip.checkpoint}")
 
 
-def score_to_dir(rows: list[dict[str, Any]], cfg: EvaluateConfig, out_dir: Path,
-                 samples_file: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+def score_to_dir(rows: list[dict[str, Any]], cfg: EvaluateConfig, out_dir: Path, samples_file: str | Path,
+                 extra: dict[str, Any] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Score ``rows`` and write ``out_dir``/{structures.parquet, summary.json} (each written whole). The folder
     is checked first and locked while scoring: a second evaluation of the same folder is refused."""
     check_output_dir(out_dir)
@@ -74,6 +75,7 @@ def score_to_dir(rows: list[dict[str, Any]], cfg: EvaluateConfig, out_dir: Path,
         start = time.monotonic()
         table, summary = score_samples(rows, cfg)
         summary["samples_file"] = str(samples_file)
+        summary.update(extra or {})
         summary["seconds"] = round(time.monotonic() - start, 1)
         summary["config"] = asdict(cfg)
         atomic_write(out_dir / "structures.parquet", lambda p: _parquet_safe(table).to_parquet(p, index=False))
@@ -96,8 +98,13 @@ def _log_mlflow(cfg: EvaluateConfig, summary: dict[str, Any], out_dir: Path) -> 
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Score ``cfg.samples`` and write ``cfg.out``/{structures.parquet, summary.json}; returns the summary."""
     out_dir = Path(cfg.out)
+    extra = {}
+    if cfg.shards.n > 1:  # the relaxations first, by many jobs (shards.py); the scoring below finds them cached
+        check_output_dir(out_dir)
+        check_inputs(cfg)
+        extra["shards"] = run_shards(cfg)
     rows = read_samples(cfg.samples, cfg.samples_format, cfg.csv_column, cfg.max_samples)
-    _, summary = score_to_dir(rows, cfg, out_dir, cfg.samples)
+    _, summary = score_to_dir(rows, cfg, out_dir, cfg.samples, extra)
     if cfg.metrics_file:  # the headline numbers for DVC (dvc metrics show / diff); the rest stays in summary.json
         write_metrics(cfg.metrics_file, {k: v for k, v in summary.items() if k not in ("config", "per_spacegroup")})
     if summary.get("hull_warning"):

@@ -138,16 +138,11 @@ def score_samples(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig) -> tuple
     frame, info = select_rows(rows)
     hull = get_hull(cfg)  # before any work: a missing hull or reference file stops here
     train = get_training_set(cfg)
-    table = _base_table(frame, cfg)
     computed = {"parse_and_validity", "symmetry", "uniqueness"}
     clock = _StepClock()
-    with clock("parse_and_validity"):
-        checked, crystals = steps.parse_and_validity(table, cfg)
-    _merge(table, checked)
-    failures = {"composition_check_failures": checked.failures}
+    table, crystals, composition_failures = _decode_and_relax(frame, cfg, hull, clock)
+    failures = {"composition_check_failures": composition_failures}
     if cfg.relax.enabled:
-        with clock("relaxation"):
-            _merge(table, steps.relaxation(table, crystals, cfg, hull))
         computed.add("relaxation")
     else:
         crystals.fail[:] = [r if r is not None else "relax_disabled" for r in crystals.fail]
@@ -175,6 +170,30 @@ def score_samples(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig) -> tuple
     summary = build_summary(table, {**info, **failures}, hull, cfg, computed)
     summary["timings"] = clock.report(table, cfg)
     return table, summary
+
+
+def _decode_and_relax(frame: pd.DataFrame, cfg: EvaluateConfig, hull: ReferenceHull,
+                      clock: _StepClock) -> tuple[pd.DataFrame, steps.Crystals, dict[str, int]]:
+    """The per-crystal steps up to the relaxation (when ``relax.enabled``): the scoring's first half, and all a
+    shard of a sharded evaluation does. Returns the table, the crystals and the composition checks' failures."""
+    table = _base_table(frame, cfg)
+    with clock("parse_and_validity"):
+        checked, crystals = steps.parse_and_validity(table, cfg)
+    _merge(table, checked)
+    if cfg.relax.enabled:
+        with clock("relaxation"):
+            _merge(table, steps.relaxation(table, crystals, cfg, hull))
+    return table, crystals, checked.failures
+
+
+def relax_rows(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig) -> dict[str, int]:
+    """Only the relaxations of ``rows`` (into ``cfg.cache``), the steps before them included: what a shard of a
+    sharded evaluation does (``shards.py``); ``score_samples`` then finds every one in the cache. Returns
+    counts for the shard's marker."""
+    frame, _ = select_rows(rows)
+    table, crystals, _ = _decode_and_relax(frame, cfg, get_hull(cfg), _StepClock())
+    return {"n_rows": len(table), "n_relaxed": len(crystals.relaxations),
+            "n_relaxed_now": sum(r.get("cached") is False for r in crystals.relaxations.values())}
 
 
 class _StepClock:

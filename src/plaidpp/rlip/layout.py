@@ -8,6 +8,7 @@ A finished step leaves ``<step>.done.json`` (its summary); a re-run skips it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ from plaidpp.settings.stages import RlipConfig
 # overrides that say where things are or which part to run, not what is run: left out of sweep run names
 _NOT_IN_NAME = ("rlip.iteration", "rlip.step", "rlip.data_dir", "rlip.models_dir", "rlip.init_model",
                 "rlip.metrics_file", "tracking.", "paths.", "workers", "hydra.")
+_MAX_NAME = 120
 # one salt per step, so every (run seed, iteration, step) draws from its own stream
 _SALT = {"sample": 0, "pairs": 1, "update": 2, "evaluate": 3}
 
@@ -34,11 +36,21 @@ def run_name(cfg: RlipConfig) -> str:
         hc = HydraConfig.get()
         if hc.mode == RunMode.MULTIRUN:
             overrides = [o for o in hc.overrides.task if not o.split("=")[0].lstrip("+~").startswith(_NOT_IN_NAME)]
-            name = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", ",".join(sorted(overrides)))
-            return name or f"job{hc.job.num}"
+            return _sweep_name(sorted(overrides)) or f"job{hc.job.num}"
     except ValueError:  # HydraConfig not set: called from tests or Python
         pass
     return "default"
+
+
+def _sweep_name(overrides: list[str]) -> str:
+    """A sweep job's run folder: its overrides; past ``_MAX_NAME`` characters (a file name holds 255 bytes, and
+    a sweep carries every shared override too) its group choices (``schedule=flagship``) and a hash of all."""
+    name = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", ",".join(overrides))
+    if len(name) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    groups = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", ",".join(o for o in overrides if "." not in o.split("=")[0]))
+    return f"{groups[:_MAX_NAME - 11]}-{digest}"
 
 
 class Layout:

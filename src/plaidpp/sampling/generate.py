@@ -322,7 +322,13 @@ def _sample_batch_hf(model, tokenizer, prompts: list[str], temperature: float, t
     return [t.strip() for t in texts], int(lengths.sum())
 
 
-ENGINES = {"compact": _sample_batch_compact, "hf": _sample_batch_hf}
+def _sample_batch_vllm(*args, **kwargs) -> tuple[list[str], int]:
+    from plaidpp.sampling.vllm_engine import sample_batch_vllm  # the optional extra, imported when chosen
+
+    return sample_batch_vllm(*args, **kwargs)
+
+
+ENGINES = {"compact": _sample_batch_compact, "hf": _sample_batch_hf, "vllm": _sample_batch_vllm}
 
 
 def run_record(model_id: str, repr: str, temperature: float, sampler: SamplerSettings, seed: int,

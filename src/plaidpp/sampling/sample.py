@@ -26,7 +26,7 @@ from plaidpp.settings.model import ModelSettings
 from plaidpp.settings.sampling import PromptSet, SamplerSettings
 from plaidpp.settings.stages import SampleConfig
 from plaidpp.tracking import flat_params, resumable_run
-from plaidpp.training.models import check_trained_on, load_model_and_tokenizer, model_fingerprint
+from plaidpp.training.models import check_trained_on, load_model_and_tokenizer, load_tokenizer, model_fingerprint
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,17 @@ def sample_model(plan: SamplingPlan, model_cfg: ModelSettings, *, progress: bool
     """Load the planned model and sample (what the ``sample`` stage and RLIP's sampling steps both do).
     Returns the sampler's stats and where/how it ran."""
     started = time.perf_counter()
-    model, tokenizer = load_model_and_tokenizer(str(plan.model_dir), model_cfg, for_training=False)
+    if plan.sampler.engine == "vllm":
+        from plaidpp.sampling.vllm_engine import load_vllm
+
+        tokenizer = load_tokenizer(str(plan.model_dir), model_cfg)
+        model = load_vllm(plan.model_dir, model_cfg, plan.sampler.vllm, plan.model_id, tokenizer.eos_token_id)
+        device = model.device
+    else:
+        model, tokenizer = load_model_and_tokenizer(str(plan.model_dir), model_cfg, for_training=False)
+        device = str(next(model.parameters()).device)
     info = {"model_dir": str(plan.model_dir), "repr": plan.repr, "n_requested": sum(plan.counts),
-            "prompts": len(plan.prompts), "device": str(next(model.parameters()).device),
+            "prompts": len(plan.prompts), "device": device, "engine": plan.sampler.engine,
             "torch_threads": torch.get_num_threads(), "model_load_seconds": round(time.perf_counter() - started, 2)}
     stats = generate(model, tokenizer, plan.prompts, plan.counts, sampler=plan.sampler, temperature=plan.temperature,
                      repr=plan.repr, out_path=plan.out_path, seed=plan.seed, model_id=plan.model_id,

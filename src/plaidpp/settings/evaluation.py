@@ -178,3 +178,25 @@ class NoveltySettings:
 class CacheSettings:
     enabled: bool = setting(True, help="reuse relaxations across runs and RL iterations")
     file: str = setting("${paths.cache}/evaluation/relax-cache.sqlite", help="sqlite relaxation cache")
+
+
+@dataclass
+class ShardSettings:
+    """One large samples file scored by many jobs through submitit (docs/paper-scale.md): job ``k`` of ``n``
+    relaxes its contiguous slice of the rows into its own sqlite cache (one writer per file, safe on a shared
+    file system); the caches then merge into ``cache.file`` and this process scores the whole file as usual,
+    every relaxation a cache hit, so the table is the single-process one. A finished shard is kept: re-running
+    the command after a dead job relaxes only what is missing."""
+
+    n: int = setting(1, help="shards; 1 = score in this process only", ge=1)
+    executor: str = setting("local", help="local: one process per shard on this machine; slurm: one SLURM array "
+                            "task per shard", choices=("local", "slurm"))
+    folder: str | None = setting(None, help="shard caches, markers and job logs; null = <out>/shards")
+    max_parallel: int = setting(64, help="array tasks running at once (slurm)", ge=1)
+    timeout_min: int = setting(240, help="per shard job", unit="min", ge=1)
+    cpus_per_task: int = setting(8, help="cores per shard job (slurm); its relaxation workers use them all",
+                                 ge=1)
+    mem_gb: int = setting(32, help="memory per shard job (slurm)", unit="GiB", ge=1)
+    gpus_per_task: int = setting(0, help="GPUs per shard job (slurm; with mlip.device=cuda)", ge=0)
+    partition: str | None = setting(None, help="SLURM partition; null = the cluster's default")
+    account: str | None = setting(None, help="SLURM account; null = none")

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plaidpp.settings.base import SettingError, setting
+from plaidpp.settings.base import SettingError, nested, setting
 
 # The paper's seven target groups (after MatterGen), one per crystal system:
 # P1, C2/c, Amm2, I-4m2, P3, P6_3/mmc, F-43m.
 PAPER_SPACEGROUPS = (1, 15, 38, 119, 143, 194, 216)
-ENGINES = ("compact", "hf")
+ENGINES = ("compact", "hf", "vllm")  # vllm: the optional extra (pip install -e .[vllm]; docs/paper-scale.md)
+VLLM_LORA = ("merge", "request")
 # none: the paper's sampler (resample what does not decode); grammar: every text decodes (plaidpp.constraint);
 # grammar+spacegroup: and a space-group prompt fixes the text's group.
 CONSTRAINTS = ("none", "grammar", "grammar+spacegroup")
@@ -23,6 +24,26 @@ CONSTRAINTS = ("none", "grammar", "grammar+spacegroup")
 def temperature_setting(help: str):  # noqa: A002
     # 0 would be greedy decoding: every retry of a slot would repeat the same failed text.
     return setting(help=help, gt=0)
+
+
+@dataclass
+class VllmSettings:
+    """How ``sampler.engine=vllm`` builds its engine (``plaidpp.sampling.vllm_engine``)."""
+
+    lora: str = setting("merge", help="a LoRA adapter directory is sampled merged into its base (merge: one "
+                        "dense model, saved once per adapter under merged_dir) or served as a LoRA "
+                        "request on the base (request: no copy, extra LoRA kernels per step); "
+                        "docs/paper-scale.md has the measurement", choices=VLLM_LORA)
+    merged_dir: str = setting("${paths.cache}/vllm-merged", help="merged adapters, one folder per adapter "
+                              "fingerprint (safe to delete)")
+    gpu_memory_utilization: float = setting(0.85, help="share of the GPU's memory vLLM takes (weights + KV "
+                                            "cache); on a CPU the KV cache is cpu_kv_cache_gb instead", gt=0, le=1)
+    cpu_kv_cache_gb: int = setting(1, unit="GiB", help="KV cache of the CPU build (VLLM_CPU_KVCACHE_SPACE); the tiny "
+                                   "model's fp32 cache takes 4 KiB per token, so 1 GiB holds 262,144 tokens", ge=1)
+    max_model_len: int = setting(1024, help="prompt + new tokens per sequence the engine reserves (prompts are "
+                                 "< 64 tokens; MP-20 crystals < 250)", ge=64)
+    enforce_eager: bool = setting(False, help="skip CUDA graphs / torch.compile (faster start, slower steps); "
+                                  "always on for the CPU build, whose compilation takes minutes")
 
 
 @dataclass
@@ -51,8 +72,10 @@ class SamplerSettings:
                                      "(constraint/volumes.py), so the distance rules find room: 3 of 10,757 MP-20 "
                                      "train/val cells are smaller; 0.7 raised the valid crystals with every pair "
                                      "> 1.5 Å from 141 to 170 of 340 (docs/generator.md); 0: off", ge=0)
-    engine: str = setting("compact", help="compact: KV-cache loop that drops finished rows; hf: model.generate",
+    engine: str = setting("compact", help="compact: KV-cache loop that drops finished rows; hf: model.generate; "
+                          "vllm: vLLM's offline engine (the .[vllm] extra; give it large batch_size, e.g. 10000)",
                           choices=ENGINES)
+    vllm: VllmSettings = nested(VllmSettings, "the vllm engine's own settings (ignored by the others)")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from plaidpp.settings.base import METRICS, READS, WRITES, nested, setting
+from plaidpp.settings.base import METRICS, READS, WRITES, SettingError, nested, setting
 from plaidpp.settings.common import StageSettings
 from plaidpp.settings.data import REPRESENTATIONS, SPLITS, DataSettings, repr_setting
 from plaidpp.settings.evaluation import (
@@ -17,6 +17,7 @@ from plaidpp.settings.evaluation import (
     MLIPSettings,
     NoveltySettings,
     RelaxSettings,
+    ShardSettings,
     SymmetrySettings,
     ThresholdSettings,
     ValiditySettings,
@@ -104,6 +105,12 @@ class EvaluateConfig(StageSettings):
     thresholds: ThresholdSettings = nested(ThresholdSettings, "E_hull cuts")
     novelty: NoveltySettings = nested(NoveltySettings, "novelty reference")
     cache: CacheSettings = nested(CacheSettings, "relaxation cache")
+    shards: ShardSettings = nested(ShardSettings, "score one large file with many jobs (submitit)")
+
+    def check(self) -> None:
+        if self.shards.n > 1 and not self.cache.enabled:
+            raise SettingError("shards.n", "sharded scoring hands relaxations over through the cache: needs "
+                               "cache.enabled=true")
 
 
 @dataclass

@@ -15,7 +15,8 @@ TRL 1.16 traps handled here: ``DPOConfig`` defaults to bf16 and gradient checkpo
 (set from the model config and the device), and to 3 epochs (the paper uses one).
 
 The output directory is written whole or not at all (temp directory + rename); a kill mid-training resumes
-from the last checkpoint in ``<out>.ckpt/`` on the next call.
+from the last checkpoint in ``<out>.ckpt/`` on the next call. Under ``accelerate launch`` (N processes) the
+trainer splits the pairs and the main process alone writes (``distributed.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from plaidpp.errors import UserError
 from plaidpp.io import replace_dir, write_metrics
 from plaidpp.settings.model import DPOSettings, ModelSettings
 from plaidpp.settings.stages import DpoStageConfig
+from plaidpp.training import distributed
 from plaidpp.training.models import WEIGHT_SUFFIXES, bf16_enabled
 
 SUMMARY_FILE = "dpo_summary.json"
@@ -62,6 +64,7 @@ def dpo_args(dpo: DPOSettings, output_dir: Path, seed: int, model_cfg: ModelSett
     from trl import DPOConfig
 
     cuda = torch.cuda.is_available()
+    distributed.state()  # the launcher's processes, kept by the trainer (use_configured_state) instead of rebuilt
     steps_per_epoch = math.ceil(n_pairs / (dpo.batch_size * dpo.grad_accum))
     return DPOConfig(
         output_dir=str(output_dir),
@@ -91,6 +94,7 @@ def dpo_args(dpo: DPOSettings, output_dir: Path, seed: int, model_cfg: ModelSett
         data_seed=seed,
         dataloader_num_workers=0,
         disable_tqdm=False,
+        accelerator_config={"use_configured_state": True},
     )
 
 
@@ -138,14 +142,16 @@ def copy_metadata(src: Path, dst: Path) -> None:
 
 
 def _save(trainer, tokenizer, tmp: Path) -> None:
+    """Every process calls it (the trainer saves from the main one, gathering FSDP shards first)."""
     from peft import PeftModel
 
-    model = trainer.model
+    model = trainer.accelerator.unwrap_model(trainer.model)
     if isinstance(model, PeftModel) and "ref" in model.peft_config:
         model.delete_adapter("ref")  # TRL's frozen copy of pi_{i-1}; the next iteration rebuilds it
-    model.save_pretrained(str(tmp))
-    tokenizer.padding_side = "left"
-    tokenizer.save_pretrained(str(tmp))
+    trainer.save_model(str(tmp))
+    if distributed.is_main():
+        tokenizer.padding_side = "left"
+        tokenizer.save_pretrained(str(tmp))
 
 
 def train_dpo(policy_path: str | Path, ref_path: str | Path, pairs_path: str | Path, out_path: str | Path,
@@ -168,10 +174,13 @@ def train_dpo(policy_path: str | Path, ref_path: str | Path, pairs_path: str | P
         "pairs_sha256": _file_hash(pairs_path), "n_pairs": n_pairs, "dpo": asdict(dpo), "seed": seed,
     }
     tmp = out_path.with_name(out_path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    main = distributed.is_main()
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    distributed.barrier()
     if n_pairs == 0:
-        # nothing to prefer (e.g. no stable or metastable sample): the policy carries over unchanged
-        shutil.copytree(policy_path, tmp)
+        if main:  # nothing to prefer (e.g. no stable or metastable sample): the policy carries over unchanged
+            shutil.copytree(policy_path, tmp)
         summary["skipped"] = "no pairs"
     else:
         ckpt = out_path.with_name(out_path.name + ".ckpt")
@@ -192,10 +201,14 @@ def train_dpo(policy_path: str | Path, ref_path: str | Path, pairs_path: str | P
                             for k, v in after.items() if k.startswith(("eval_loss", "eval_rewards/"))})
         _save(trainer, trainer.processing_class, tmp)
         del trainer
+    if not main:  # the main process writes the summary and renames; the others wait for it
+        distributed.barrier()
+        return summary
     copy_metadata(policy_path, tmp)
     (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     replace_dir(tmp, out_path)
     shutil.rmtree(out_path.with_name(out_path.name + ".ckpt"), ignore_errors=True)
+    distributed.barrier()
     return summary
 
 
@@ -205,6 +218,8 @@ def dpo_stage(cfg: DpoStageConfig) -> dict[str, Any]:
 
     ref = cfg.ref or cfg.policy
     summary = train_dpo(cfg.policy, ref, cfg.pairs_file, cfg.out, cfg.model, cfg.dpo, cfg.seed)
+    if not distributed.is_main():
+        return summary
     metrics = {k: v for k, v in summary.items() if k.startswith("dpo/")}
     metrics["dpo/n_pairs"] = summary["n_pairs"]
     log_summary(cfg, "dpo", {"dpo": summary["dpo"], "policy": cfg.policy, "ref": ref}, metrics)

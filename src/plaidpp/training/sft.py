@@ -1,7 +1,8 @@
 """``plaidpp sft``: supervised fine-tuning of the crystal generator (paper section 4.1, appendix 7.2).
 
 The loop is the Hugging Face ``Trainer`` (which runs on ``accelerate``: the same command works on a CPU,
-one GPU, or several with ``accelerate launch -m plaidpp.cli sft ...``). Checkpoints go to
+one GPU, or several with ``accelerate launch --config_file conf/accelerate/ddp.yaml -m plaidpp.cli sft ...``;
+``distributed.py`` keeps the side effects to the main process). Checkpoints go to
 ``cfg.checkpoint_dir`` every ``train.save_steps`` steps; re-running after a kill resumes from the last one,
 provided the configuration is unchanged (a fingerprint file guards that). The finished model (or LoRA
 adapter) and tokenizer are written to ``cfg.out_dir`` in Hugging Face format together with
@@ -26,6 +27,7 @@ from plaidpp.prompts import build_example
 from plaidpp.runtime import set_torch_threads
 from plaidpp.settings.model import TaskMixSettings
 from plaidpp.settings.stages import SftConfig
+from plaidpp.training import distributed
 from plaidpp.training.data import PadCollator, SFTDataset, load_training_rows
 from plaidpp.training.models import (
     add_lora,
@@ -98,6 +100,7 @@ def _training_args(cfg: SftConfig, ckpt: Path):
 
     t = cfg.train
     on_gpu = torch.cuda.is_available()
+    distributed.state()  # the launcher's processes, kept by the Trainer (use_configured_state) instead of rebuilt
     warmup = float(t.warmup_steps)
     return TrainingArguments(
         output_dir=str(ckpt),
@@ -126,6 +129,7 @@ def _training_args(cfg: SftConfig, ckpt: Path):
         include_num_input_tokens_seen="non_padding",
         gradient_checkpointing=cfg.model.gradient_checkpointing and on_gpu,
         disable_tqdm=False,
+        accelerator_config={"use_configured_state": True},
     )
 
 
@@ -178,8 +182,9 @@ def sft(cfg: SftConfig) -> dict:
     set_torch_threads(cfg.workers)
     splits = list(cfg.train.splits)
     rows, sources = load_training_rows(cfg, cfg.repr, splits)
-    ckpt = _prepare_checkpoint_dir(cfg)
-    tokenizer = _tokenizer_for(cfg, rows, ckpt)
+    with distributed.main_first():  # one process clears the folder and trains the tokenizer; the others read it
+        ckpt = _prepare_checkpoint_dir(cfg)
+        tokenizer = _tokenizer_for(cfg, rows, ckpt)
     torch.manual_seed(cfg.seed)
     model = _model_for(cfg, tokenizer)
     dataset = SFTDataset(rows, tokenizer, cfg.train.epochs, cfg.seed, cfg.train.max_length, cfg.train.task_mix)
@@ -189,7 +194,8 @@ def sft(cfg: SftConfig) -> dict:
           f"{sizes['parameters']:,} parameters ({sizes['trainable_parameters']:,} trainable)"
           + (f"; resuming from {last}" if last else ""))
 
-    with resumable_run(cfg, "sft", ckpt / "mlflow_run_id.txt") as mlflow:
+    main = distributed.is_main()
+    with resumable_run(cfg if main else None, "sft", ckpt / "mlflow_run_id.txt") as mlflow:
         if mlflow is not None and last is None:
             mlflow.log_params({**flat_params({k: getattr(cfg, k) for k in ("model", "train", "repr", "data")}),
                                "seed": cfg.seed, "n_rows": len(rows), "n_examples": len(dataset), **sizes})
@@ -207,8 +213,13 @@ def sft(cfg: SftConfig) -> dict:
 
         out = Path(cfg.out_dir)
         tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        trainer.save_model(str(tmp))
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        distributed.barrier()
+        trainer.save_model(str(tmp))  # every process (FSDP gathers the shards); the main one writes
+        if not main:
+            distributed.barrier()  # the main process writes the rest and renames
+            return {}
         tokenizer.save_pretrained(str(tmp))
         _write_training_record(tmp, cfg, rows, sources)
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -217,7 +228,9 @@ def sft(cfg: SftConfig) -> dict:
             "repr": cfg.repr,
             "splits": splits,
             "n_rows": len(rows),
-            "n_examples_seen": int(trainer.state.global_step) * cfg.train.batch_size * cfg.train.grad_accum,
+            "n_examples_seen": int(trainer.state.global_step) * cfg.train.batch_size * cfg.train.grad_accum
+            * distributed.world_size(),
+            "processes": distributed.world_size(),
             "steps": int(trainer.state.global_step),
             "final_loss": losses[-1] if losses else None,
             "train_loss": float(result.training_loss),
@@ -242,5 +255,6 @@ def sft(cfg: SftConfig) -> dict:
                 mlflow.log_artifacts(str(out), artifact_path="model")
     if not cfg.keep_checkpoints:
         shutil.rmtree(ckpt, ignore_errors=True)
+    distributed.barrier()
     print(f"sft: wrote {out} (final loss {summary['final_loss']}, {summary['train_seconds_this_run']} s training)")
     return summary

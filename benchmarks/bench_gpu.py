@@ -188,7 +188,7 @@ def _crystal_texts(n: int) -> list[str]:
     return texts
 
 
-def _model_overrides(scale: Scale, model_dir: Path) -> list[str]:
+def _model_overrides(model_dir: Path) -> list[str]:
     import torch
 
     base = ["model=qwen2.5-7b", f"model.pretrained={model_dir}"]
@@ -207,7 +207,7 @@ def sft_step(scale: Scale, work: Path, args) -> dict:  # noqa: ANN001
     from plaidpp.training.models import add_lora, load_base_model, load_tokenizer
 
     model_dir = _random_model_dir(scale, work)
-    cfg = compose("sft", _model_overrides(scale, model_dir))
+    cfg = compose("sft", _model_overrides(model_dir))
     tokenizer = load_tokenizer(str(model_dir), cfg.model)
     model = add_lora(load_base_model(str(model_dir), cfg.model), cfg.model)
     if torch.cuda.is_available() and not cfg.model.quantization.load_in_4bit:
@@ -250,7 +250,7 @@ def dpo_step(scale: Scale, work: Path, args) -> dict:  # noqa: ANN001
     from plaidpp.training.dpo import build_trainer, dpo_args
 
     model_dir = _random_model_dir(scale, work)
-    overrides = _model_overrides(scale, model_dir)
+    overrides = _model_overrides(model_dir)
     cfg = compose("dpo", [*overrides, "dpo=qwen2.5-7b", f"dpo.batch_size={scale.micro_batch}",
                           f"dpo.grad_accum={scale.accumulation}", f"dpo.max_length={scale.max_length}",
                           "dpo.max_steps=3", "dpo.warmup_steps=0", f"policy={model_dir}", "pairs_file=unused",

@@ -139,17 +139,16 @@ def generate_hf(scale: Scale, work: Path, args) -> dict:  # noqa: ANN001
 
 
 def generate_vllm(scale: Scale, work: Path, args) -> dict:  # noqa: ANN001
-    from plaidpp.sampling.vllm_engine import available
+    from plaidpp.sampling.vllm_engine import _environment, available
+    from plaidpp.settings.sampling import VllmSettings
 
     if not available():
         return {"skipped": "vLLM not installed (make test-vllm builds .venv-vllm; on a GPU: pip install vllm==0.32.0 "
                            "&& pip install -e .)"}
     import torch
 
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     cuda = torch.cuda.is_available()
-    if not cuda:
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    _environment(VllmSettings(), cuda)  # the runner and KV-cache settings plaidpp's engine samples with
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 

@@ -103,8 +103,6 @@ def test_every_mlip_preset_is_a_choice_of_the_knobs_that_name_one():
 
 def test_pipeline_knobs_live_only_in_params_yaml():
     """conf/ never sets what params.yaml feeds: composed without params.yaml, every knob's target is unset."""
-    from hydra.errors import HydraException  # noqa: F401
-
     from plaidpp.errors import UserError
 
     for stage in STAGE_CONFIGS:

@@ -45,12 +45,17 @@ def run_name(cfg: RlipConfig) -> str:
 def _sweep_name(overrides: list[str]) -> str:
     """A sweep job's run folder: its overrides; past ``_MAX_NAME`` characters (a file name holds 255 bytes, and
     a sweep carries every shared override too) its group choices (``schedule=flagship``) and a hash of all."""
-    name = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", ",".join(overrides))
+    name = _file_safe(overrides)
     if len(name) <= _MAX_NAME:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-    groups = re.sub(r"[^A-Za-z0-9_.=,-]+", "_", ",".join(o for o in overrides if "." not in o.split("=")[0]))
+    groups = _file_safe([o for o in overrides if "." not in o.split("=")[0]])
     return f"{groups[:_MAX_NAME - 11]}-{digest}"
+
+
+def _file_safe(overrides: list[str]) -> str:
+    """Overrides joined by commas, with anything a file name should not hold replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.=,-]+", "_", ",".join(overrides))
 
 
 class Layout:

@@ -190,10 +190,6 @@ class ConstraintLogitsProcessor(_processor_base()):
         # batch index -> [ConstrainedBatch, its row, output tokens (live list), tokens already advanced]
         self.rows: dict[int, list] = {}
 
-    @classmethod
-    def validate_params(cls, sampling_params) -> None:  # noqa: ANN001
-        return None
-
     def is_argmax_invariant(self) -> bool:
         return False  # masking can change the argmax
 

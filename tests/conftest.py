@@ -24,6 +24,13 @@ from plaidpp.config import PROJECT_ROOT  # noqa: E402
 VENDORED_MP20 = PROJECT_ROOT / "data" / "raw" / "mp20" / "mp20_partial_merged.csv.gz"
 
 
+def few_site_rows(pool: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The first ``n`` rows of ``pool`` whose crystals have at most 4 sites (cheap to encode and relax)."""
+    from pymatgen.core import Structure
+
+    return pool[pool["cif"].map(lambda c: len(Structure.from_str(c, fmt="cif")) <= 4)].head(n)
+
+
 @pytest.fixture(scope="session")
 def mp20_rows() -> pd.DataFrame:
     """All 18,106 vendored MP-20 rows (cdvae columns + split)."""

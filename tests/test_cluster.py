@@ -7,11 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from pymatgen.core import Structure
 
 from plaidpp.config import PROJECT_ROOT
 
-from .conftest import shrunk_overrides
+from .conftest import few_site_rows, shrunk_overrides
 
 
 @pytest.mark.slow
@@ -19,7 +18,7 @@ def test_an_evaluate_sweep_runs_as_two_submitit_jobs_and_leaves_both_summaries(t
     """`plaidpp evaluate -m hydra/launcher=submitit_local mlip=chgnet,sevennet`: two jobs (processes submitit
     starts and waits for), one summary per potential, each judged by its own potential."""
     small = mp20_rows[mp20_rows["split"] == "test"].sample(40, random_state=5)
-    small = small[small["cif"].map(lambda c: len(Structure.from_str(c, fmt="cif")) <= 4)].head(2)
+    small = few_site_rows(small, 2)
     folder = tmp_path / "generated"
     folder.mkdir()
     for k, cif in enumerate(small["cif"]):

@@ -19,6 +19,8 @@ from plaidpp.evaluation.symmetry import spacegroup_number
 from plaidpp.evaluation.workers import relax_many
 from plaidpp.settings.evaluation import MLIPSettings, RelaxSettings, SymmetrySettings
 
+from .conftest import few_site_rows
+
 REFS = PROJECT_ROOT / "data/raw/hull/matbench_discovery_2023-02-07-mp-elemental-reference-entries.json.gz"
 FAST = RelaxSettings(steps=60, fmax=0.05)
 SYM = SymmetrySettings()  # the paper's pyxtal tolerance, 0.01 Å
@@ -39,7 +41,7 @@ def small_crystals(mp20_rows):
     """Four MP-20 test crystals with <= 4 sites (cheap to relax), with their DFT formation energies."""
     test = mp20_rows[mp20_rows["split"] == "test"]
     pool = test.sample(60, random_state=5)  # parse a few, not all 7,342
-    rows = pool[pool["cif"].map(lambda c: len(Structure.from_str(c, fmt="cif")) <= 4)].head(4)
+    rows = few_site_rows(pool, 4)
     return [(Structure.from_str(c, fmt="cif"), float(e)) for c, e in
             zip(rows["cif"], rows["formation_energy_per_atom"], strict=True)]
 

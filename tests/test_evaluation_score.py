@@ -16,7 +16,7 @@ from plaidpp.evaluation.score import score_samples
 from plaidpp.evaluation.evaluate import evaluate
 from plaidpp.representation import get
 
-from .conftest import shrunk_overrides
+from .conftest import few_site_rows, shrunk_overrides
 
 CSV = PROJECT_ROOT / "data/raw/mp20/mp20_partial_merged.csv.gz"
 
@@ -34,10 +34,10 @@ def samples(mp20_rows):
     enc = get("wyckoff")
     test = mp20_rows[mp20_rows["split"] == "test"]
     pool = test.sample(80, random_state=1)  # parse a few, not all 7,342
-    small = pool[pool["cif"].map(lambda c: len(Structure.from_str(c, fmt="cif")) <= 4)].head(3)
+    small = few_site_rows(pool, 3)
     assert len(small) == 3
     train_pool = mp20_rows[mp20_rows["split"] == "train"].sample(40, random_state=2)
-    train_row = train_pool[train_pool["cif"].map(lambda c: len(Structure.from_str(c, fmt="cif")) <= 4)].iloc[0]
+    train_row = few_site_rows(train_pool, 1).iloc[0]
     rows = []
     for cif, sg in zip(small["cif"], small["spacegroup.number"], strict=True):
         rows.append({"text": enc.encode(Structure.from_str(cif, fmt="cif")), "repr": "wyckoff",

@@ -7,10 +7,11 @@ import json
 
 import pandas as pd
 import pytest
-from pymatgen.core import Structure
 
 from plaidpp.evaluation.evaluate import evaluate
 from plaidpp.evaluation.shards import relax_shard, shard_bounds
+
+from .conftest import few_site_rows
 
 # Differ between a fresh relaxation and a cache hit by design: whether it was cached, and the timings of the
 # run that relaxed it.
@@ -28,7 +29,7 @@ def test_shard_bounds_cover_every_row_once_in_order():
 @pytest.mark.slow
 def test_two_local_shards_merge_into_the_single_process_table_and_resume(tmp_path, mp20_rows, make_config):
     small = mp20_rows[mp20_rows["split"] == "test"].sample(80, random_state=11)
-    small = small[small["cif"].map(lambda c: len(Structure.from_str(c, fmt="cif")) <= 4)].head(5)
+    small = few_site_rows(small, 5)
     folder = tmp_path / "generated"
     folder.mkdir()
     for k, cif in enumerate(small["cif"]):

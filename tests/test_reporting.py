@@ -20,7 +20,7 @@ from plaidpp.representation import get
 from plaidpp.rlip.record import iteration_metrics
 from plaidpp.stats import wilson
 
-from .conftest import shrunk_overrides
+from .conftest import few_site_rows, shrunk_overrides
 
 CSV = PROJECT_ROOT / "data/raw/mp20/mp20_partial_merged.csv.gz"
 
@@ -69,7 +69,7 @@ def pipeline_outputs(tmp_path_factory, mp20_rows):
     root = tmp_path_factory.mktemp("pipeline")
     enc = get("wyckoff")
     test = mp20_rows[mp20_rows["split"] == "test"].sample(60, random_state=3)
-    small = test[test["cif"].map(lambda c: len(Structure.from_str(c, fmt="cif")) <= 4)].head(5)
+    small = few_site_rows(test, 5)
     rows = [{"index": k, "text": enc.encode(Structure.from_str(cif, fmt="cif")), "repr": "wyckoff",
              "spacegroup": int(sg) if k < 3 else None, "prompt": f"p{k}"}
             for k, (cif, sg) in enumerate(zip(small["cif"], small["spacegroup.number"], strict=True))]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,9 +39,18 @@ class RelaxResult:
     seconds: float = 0.0  # wall time of the whole relaxation in its worker
     force_calls: int = 0  # the potential's own calculate() calls
     potential_seconds: float = 0.0  # time inside them: the potential's compute, the rest is overhead
+    exit_reason: str | None = None  # why it stopped before convergence or the step cap (TierDecided), else None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class TierDecided(Exception):
+    """Raised by an observer: the crystal's tier can no longer change, so further steps buy nothing."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _Abort(Exception):
@@ -83,11 +93,17 @@ class _TimedCalls:
             del self.calculator.calculate
 
 
-def relax_structure(structure: Structure, calculator, settings: RelaxSettings) -> RelaxResult:
-    """Relax ``structure`` in place of a copy; always returns (see module docstring)."""
+def relax_structure(structure: Structure, calculator, settings: RelaxSettings, *,
+                    observer: Callable[[Any], None] | None = None) -> RelaxResult:
+    """Relax ``structure`` in place of a copy; always returns (see module docstring).
+
+    ``observer(optimizer)`` is called after the sanity checks of every step (the starting point included), with
+    the ASE optimiser whose ``optimizable`` holds the current cell and forces: benchmarks record trajectories
+    through it. It may raise ``TierDecided`` to stop the relaxation early (``tiers.TierExit``); the result then
+    carries the crystal as it stands, with ``exit_reason`` saying why."""
     start = time.monotonic()
     with _TimedCalls(calculator) as timed:
-        result = _relax(structure, calculator, settings, start)
+        result = _relax(structure, calculator, settings, start, observer)
     result.force_calls, result.potential_seconds = timed.calls, timed.seconds
     result.seconds = time.monotonic() - start
     return result
@@ -97,7 +113,8 @@ OPTIMIZERS = {"fire": "FIRE", "fire2": "FIRE2", "bfgs": "BFGS", "lbfgs": "LBFGS"
               "bfgs_linesearch": "BFGSLineSearch", "lbfgs_linesearch": "LBFGSLineSearch", "mdmin": "MDMin"}
 
 
-def _relax(structure: Structure, calculator, settings: RelaxSettings, start: float) -> RelaxResult:
+def _relax(structure: Structure, calculator, settings: RelaxSettings, start: float,
+           observer: Callable[[Any], None] | None) -> RelaxResult:
     import ase.optimize
     from ase.filters import ExpCellFilter, FrechetCellFilter
 
@@ -128,8 +145,16 @@ def _relax(structure: Structure, calculator, settings: RelaxSettings, start: flo
         check()  # the starting point too: a NaN there would make FIRE divide by it
         cell_filter = FrechetCellFilter if settings.cell_filter == "frechet" else ExpCellFilter
         opt = getattr(ase.optimize, OPTIMIZERS[settings.optimizer])(cell_filter(atoms), logfile=None)
-        opt.attach(check, interval=1)
-        result.converged = bool(opt.run(fmax=settings.fmax, steps=settings.steps))
+        # irun yields after the starting point and after every step (what opt.run(...) does, with the checks and
+        # the observer between the steps)
+        try:
+            for converged in opt.irun(fmax=settings.fmax, steps=settings.steps):
+                check()
+                result.converged = bool(converged)
+                if observer is not None:
+                    observer(opt)
+        except TierDecided as decided:
+            result.exit_reason = None if result.converged else decided.reason
         result.n_steps = int(opt.nsteps)
         check()
         energy = float(atoms.get_potential_energy())

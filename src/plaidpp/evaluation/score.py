@@ -133,21 +133,24 @@ def _merge(table: pd.DataFrame, result: steps.StepResult) -> None:
         table[name] = values.to_numpy() if isinstance(values, pd.Series) else values
 
 
-def score_samples(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Score generated crystals; returns (per-sample table, summary dict). See the module docstring."""
+def score_samples(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig, *,
+                  watcher_for: steps.WatcherFactory | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Score generated crystals; returns (per-sample table, summary dict). See the module docstring.
+
+    ``watcher_for`` gives relaxations a watcher (``watchers.py``; benchmarks record trajectories with one)."""
     frame, info = select_rows(rows)
     hull = get_hull(cfg)  # before any work: a missing hull or reference file stops here
     train = get_training_set(cfg)
     computed = {"parse_and_validity", "symmetry", "uniqueness"}
     clock = _StepClock()
-    table, crystals, composition_failures = _decode_and_relax(frame, cfg, hull, clock)
+    table, crystals, composition_failures = _decode_and_relax(frame, cfg, hull, clock, watcher_for)
     failures = {"composition_check_failures": composition_failures}
     if cfg.relax.enabled:
         computed.add("relaxation")
     else:
         crystals.fail[:] = [r if r is not None else "relax_disabled" for r in crystals.fail]
         for name in ("relax_steps", "relax_converged", "relax_cached", "relax_force_calls", "relax_seconds",
-                     "relax_potential_seconds", "cif_relaxed"):
+                     "relax_potential_seconds", "relax_exit_reason", "relax_shared_with", "cif_relaxed"):
             table[name] = None
     with clock("energy_and_hull"):
         _merge(table, steps.energy_and_hull(table, crystals, cfg, hull))
@@ -172,8 +175,9 @@ def score_samples(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig) -> tuple
     return table, summary
 
 
-def _decode_and_relax(frame: pd.DataFrame, cfg: EvaluateConfig, hull: ReferenceHull,
-                      clock: _StepClock) -> tuple[pd.DataFrame, steps.Crystals, dict[str, int]]:
+def _decode_and_relax(frame: pd.DataFrame, cfg: EvaluateConfig, hull: ReferenceHull, clock: _StepClock,
+                      watcher_for: steps.WatcherFactory | None = None
+                      ) -> tuple[pd.DataFrame, steps.Crystals, dict[str, int]]:
     """The per-crystal steps up to the relaxation (when ``relax.enabled``): the scoring's first half, and all a
     shard of a sharded evaluation does. Returns the table, the crystals and the composition checks' failures."""
     table = _base_table(frame, cfg)
@@ -182,7 +186,7 @@ def _decode_and_relax(frame: pd.DataFrame, cfg: EvaluateConfig, hull: ReferenceH
     _merge(table, checked)
     if cfg.relax.enabled:
         with clock("relaxation"):
-            _merge(table, steps.relaxation(table, crystals, cfg, hull))
+            _merge(table, steps.relaxation(table, crystals, cfg, hull, watcher_for))
     return table, crystals, checked.failures
 
 
@@ -211,7 +215,8 @@ class _StepClock:
             self.seconds[step] = round(time.perf_counter() - start, 2)
 
     def report(self, table: pd.DataFrame, cfg: EvaluateConfig) -> dict[str, Any]:
-        fresh = table["relax_cached"] == False  # noqa: E712 - relaxed in this run (None: not relaxed at all)
+        # relaxed in this run (None: not relaxed at all; a shared result cost nothing)
+        fresh = (table["relax_cached"] == False) & table["relax_shared_with"].isna()  # noqa: E712
 
         def total(column: str) -> float:  # over the crystals relaxed in this run; a missing value counts 0
             return float(pd.to_numeric(table.loc[fresh, column], errors="coerce").sum())
@@ -223,6 +228,7 @@ class _StepClock:
             "steps_s": self.seconds,
             "workers": workers,
             "n_relaxed_now": int(fresh.sum()),
+            "n_shared_with_a_match": int(table["relax_shared_with"].notna().sum()),
             "force_calls": int(total("relax_force_calls")),
             "potential_compute_s": round(potential, 2),
             "relax_worker_s": round(total("relax_seconds"), 2),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,10 +37,15 @@ from plaidpp.evaluation.inputs import parse_cif
 from plaidpp.evaluation.mlip import supported_elements
 from plaidpp.evaluation.novelty import Matching, TrainingSet, novelty, uniqueness
 from plaidpp.evaluation.symmetry import SymmetryTimeout, spacegroup_number, time_budget
+from plaidpp.evaluation.tiers import TierExit, TierExitRule
 from plaidpp.evaluation.validity import composition_validity, structural_validity
+from plaidpp.evaluation.watchers import Watcher
 from plaidpp.evaluation.workers import relax_many
 from plaidpp.representation import DecodeError, get
 from plaidpp.settings.stages import EvaluateConfig
+
+
+WatcherFactory = Callable[[int, Structure], Watcher | None]
 
 
 @dataclass
@@ -110,8 +116,11 @@ def parse_and_validity(table: pd.DataFrame, cfg: EvaluateConfig) -> tuple[StepRe
     return StepResult(columns, dict(problems)), Crystals(decoded, fail)
 
 
-def relaxation(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hull: ReferenceHull) -> StepResult:
-    """Relax every crystal that passed so far and whose elements the potential and the hull know."""
+def relaxation(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hull: ReferenceHull,
+               watcher_for: WatcherFactory | None = None) -> StepResult:
+    """Relax every crystal that passed so far and whose elements the potential and the hull know.
+
+    ``watcher_for(row, structure)`` gives a row's relaxation a watcher (``watchers.py``), or None."""
     fail = crystals.fail
     covered = supported_elements(cfg.mlip)
     todo: dict[int, Structure] = {}
@@ -125,18 +134,28 @@ def relaxation(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hul
             fail[i] = f"element_not_in_hull:{','.join(bad)}"
         else:
             todo[i] = s
+    if watcher_for is None and cfg.relax.tier_exit:
+        watcher_for = tier_exit_watchers(cfg, hull)
     cache = RelaxCache(cfg.cache.file if cfg.cache.enabled else None)
     try:
+        watchers = {i: w for i, s in todo.items() if (w := watcher_for(i, s)) is not None} if watcher_for else {}
+        share = Matching(cfg.novelty.matcher_time_limit_s) if cfg.relax.share_duplicates else None
         crystals.relaxations = relax_many(todo, cfg.mlip, cfg.relax, cfg.symmetry, cache, workers=cfg.workers,
-                                          progress=cfg.progress)
+                                          progress=cfg.progress, watchers=watchers, share_matches=share)
     finally:
         cache.close()
     n = len(table)
     steps, calls = pd.array([None] * n, dtype="Int64"), pd.array([None] * n, dtype="Int64")
     converged, cached, cif = [None] * n, [None] * n, [None] * n
-    seconds, potential_s = [math.nan] * n, [math.nan] * n
+    seconds, potential_s, exits = [math.nan] * n, [math.nan] * n, [None] * n
+    shared_with = pd.array([None] * n, dtype="Int64")
+    # what watchers added to their results (a recorder's trajectory): one column per key
+    extra = {key: [None] * n for w in (watchers or {}).values() for key in w.extra()}
     for i, result in crystals.relaxations.items():
         steps[i], converged[i], cached[i] = result["n_steps"], result["converged"], result.get("cached")
+        exits[i], shared_with[i] = result.get("exit_reason"), result.get("shared_with")
+        for key, column in extra.items():
+            column[i] = result.get(key)
         # timings of the run that relaxed it (an older cache row has none)
         calls[i], seconds[i] = result.get("force_calls"), result.get("seconds", math.nan)
         potential_s[i] = result.get("potential_seconds", math.nan)
@@ -150,7 +169,33 @@ def relaxation(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hul
             fail[i] = f"relaxed_cif_error:{type(exc).__name__}"
     return StepResult({"relax_steps": steps, "relax_converged": converged, "relax_cached": cached,
                        "relax_force_calls": calls, "relax_seconds": seconds, "relax_potential_seconds": potential_s,
-                       "cif_relaxed": cif})
+                       "relax_exit_reason": exits, "relax_shared_with": shared_with, "cif_relaxed": cif, **extra})
+
+
+def tier_exit_watchers(cfg: EvaluateConfig, hull: ReferenceHull) -> WatcherFactory:
+    """``relax.tier_exit``: each crystal's ``TierExit``, with its E_hull at zero energy (the hull and MP2020 terms
+    of its composition, from the crystal as generated). A crystal whose offset cannot be computed relaxes fully
+    (its correction or hull error is counted after the relaxation, as without the exit)."""
+    rule = TierExitRule(tuple(sorted({cfg.thresholds.stable, cfg.thresholds.metastable, *cfg.relax.tier_exit_cuts})),
+                        cfg.relax.tier_exit_slope, cfg.relax.tier_exit_floor)
+
+    def watcher(row: int, structure: Structure) -> TierExit | None:  # noqa: ARG001 - the factory's signature
+        try:
+            offset = e_above_hull(structure, 0.0, cfg, hull)
+        except Exception:  # noqa: BLE001 - no offset, no exit
+            return None
+        return TierExit(rule, offset) if math.isfinite(offset) else None
+
+    return watcher
+
+
+def e_above_hull(structure: Structure, energy_total: float, cfg: EvaluateConfig, hull: ReferenceHull) -> float:
+    """E_hull (eV/atom) of ``structure`` at the potential's total energy ``energy_total`` (eV per cell): the MP2020
+    correction where the potential needs it, the formation energy, the distance to the hull. Raises what they
+    raise (``energy_and_hull`` counts it)."""
+    correction = mp2020_correction(structure, energy_total) if cfg.mlip.apply_mp2020_correction else 0.0
+    e_form = hull.refs.formation_energy_per_atom(structure.composition, energy_total + correction)
+    return hull.e_above_hull(structure.composition, e_form)
 
 
 def energy_and_hull(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hull: ReferenceHull) -> StepResult:

@@ -38,8 +38,10 @@ from tqdm import tqdm
 
 from plaidpp.evaluation.cache import RelaxCache
 from plaidpp.evaluation.mlip import load_calculator
+from plaidpp.evaluation.novelty import Matching, uniqueness
 from plaidpp.evaluation.relax import RelaxResult, relax_structure
 from plaidpp.evaluation.symmetry import spacegroup_number
+from plaidpp.evaluation.watchers import Watcher
 from plaidpp.runtime import n_workers
 from plaidpp.settings.evaluation import MLIPSettings, RelaxSettings, SymmetrySettings
 
@@ -216,8 +218,12 @@ def _init(spec: MLIPSettings) -> None:
     _STATE["calc"] = load_calculator(spec)
 
 
-def _job(structure: Structure, settings: RelaxSettings, symmetry: SymmetrySettings) -> dict[str, Any]:
-    result = relax_structure(structure, _STATE["calc"], settings).as_dict()
+def _job(structure: Structure, settings: RelaxSettings, symmetry: SymmetrySettings,
+         watcher: Watcher | None = None) -> dict[str, Any]:
+    observer = watcher.observe if watcher is not None else None
+    result = relax_structure(structure, _STATE["calc"], settings, observer=observer).as_dict()
+    if watcher is not None:
+        result.update(watcher.extra())
     result["spacegroup_achieved"] = None
     result["spacegroup_fail_reason"] = None
     if result["fail_reason"] is None and result["cif_relaxed"]:
@@ -240,10 +246,21 @@ def relax_many(
     *,
     workers: int,
     progress: bool,
+    watchers: dict[int, Watcher] | None = None,
+    share_matches: Matching | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Relax every structure (row id -> Structure) not already cached; return row id -> result dict."""
+    """Relax every structure (row id -> Structure) not already cached; return row id -> result dict.
+
+    ``watchers`` (row id -> ``watchers.Watcher``) go with their rows' jobs; a watcher's ``cache_tag`` joins the
+    row's cache key, so rows with different early-exit rules never share a cached relaxation.
+
+    ``share_matches``: crystals that StructureMatcher (through this ``Matching``) puts in one class with an
+    earlier crystal of the batch are not relaxed; they get the first one's result, marked ``shared_with`` (its
+    row) and with no cost of their own. Only the relaxed crystal's result is cached, under its own key, so a
+    cache hit is always the relaxation of exactly that structure."""
+    watchers = watchers or {}
     fingerprint = cache_fingerprint(spec, settings, symmetry)
-    keys = {i: RelaxCache.key(s, fingerprint) for i, s in structures.items()}
+    keys = {i: RelaxCache.key(s, fingerprint, *_watcher_tags(watchers.get(i))) for i, s in structures.items()}
     results: dict[int, dict[str, Any]] = {}
     todo: dict[str, list[int]] = {}  # key -> rows (identical crystals relax once)
     for i, key in keys.items():
@@ -254,13 +271,17 @@ def relax_many(
             todo.setdefault(key, []).append(i)
     if not todo:
         return results
-    log.info("relaxing %d structures (%d cached) with %s", len(todo), len(results), spec.cache_tag())
+    shared = _matched_duplicates(keys, todo, structures, share_matches) if share_matches is not None else {}
+    for key in shared:
+        todo.pop(key)
+    log.info("relaxing %d structures (%d cached, %d shared with a match) with %s", len(todo), len(results),
+             len(shared), spec.cache_tag())
     bar = tqdm(total=len(todo), desc=f"relax ({spec.name})", disable=not progress, unit="crystal")
     pool = pool_for(spec, n_workers(workers))
     # Largest cells first (a force call costs ~ atoms x neighbours): the long relaxations start early instead of
     # one of them running alone at the end while the other workers idle.
     order = sorted(todo, key=lambda key: -len(structures[todo[key][0]]))
-    jobs = {key: (structures[todo[key][0]], settings, symmetry) for key in order}
+    jobs = {key: (structures[todo[key][0]], settings, symmetry, watchers.get(todo[key][0])) for key in order}
     for key, status, value in pool.run(_job, jobs):
         if status == "ok":
             result = value
@@ -274,7 +295,38 @@ def relax_many(
             results[i] = {**result, "cached": False}
         bar.update()
     bar.close()
+    for rows, first in shared.values():
+        for i in rows:
+            results[i] = {**results[first], "cached": False, "shared_with": first, **_NO_COST}
     return results
+
+
+_NO_COST = {"force_calls": 0, "seconds": 0.0, "potential_seconds": 0.0}
+
+
+def _matched_duplicates(keys: dict[int, str], todo: dict[str, list[int]], structures: dict[int, Structure],
+                        matching: Matching) -> dict[str, tuple[list[int], int]]:
+    """The keys of ``todo`` whose crystal matches an earlier row's of the batch, cached or not: key -> (its rows,
+    that row). Classes span the cached rows too, so a sharded evaluation's final pass (every representative a
+    cache hit) shares as a single process would."""
+    first_row: dict[str, int] = {}
+    for i in sorted(keys):
+        first_row.setdefault(keys[i], i)
+    first_rows = sorted(first_row.items(), key=lambda item: item[1])
+    _, classes = uniqueness([structures[row] for _, row in first_rows], matching)
+    first_of: dict[int, int] = {}
+    shared: dict[str, tuple[list[int], int]] = {}
+    for (key, row), cid in zip(first_rows, classes, strict=True):
+        if cid not in first_of:
+            first_of[cid] = row
+        elif key in todo:
+            shared[key] = (todo[key], first_of[cid])
+    return shared
+
+
+def _watcher_tags(watcher: Watcher | None) -> tuple[str, ...]:
+    tag = watcher.cache_tag() if watcher is not None else None
+    return (tag,) if tag else ()
 
 
 def _failure(reason: str, detail: str) -> dict[str, Any]:

@@ -20,7 +20,9 @@ def role_overrides(cfg: RlipConfig, role: str) -> list[str]:
     relaxation settings, its own overrides. Tracking is off: the RLIP run logs the figures itself."""
     node = getattr(cfg, role)
     folders = [f"paths.{f.name}={getattr(cfg.paths, f.name)}" for f in fields(cfg.paths)]
-    own_relax = cfg.reward.relax_overrides() if role == "reward" else []
+    # the reward's own relaxation settings, and its pair tiers as cuts a tier exit (relax.tier_exit) respects
+    own_relax = [*cfg.reward.relax_overrides(),
+                 f"relax.tier_exit_cuts=[{cfg.pairs.stable_max},{cfg.pairs.metastable_max}]"] if role == "reward" else []
     return [f"mlip={node.mlip}", *folders, f"seed={cfg.seed}", f"workers={cfg.workers}", "tracking.uri=null",
             "progress=false", *own_relax, *node.overrides]
 

@@ -129,6 +129,19 @@ class RelaxSettings:
                                          gt=0)
     time_limit_s: float = setting(300.0, help="per crystal; beyond = relax_timeout (never cached, so not in the "
                                   "cache key)", unit="s", gt=0, cache_key=False)
+    tier_exit: bool = setting(False, help="stop a relaxation once the crystal's tier can no longer change: its E_hull "
+                              "h and largest force f bound the relaxed E_hull to [h - tier_exit_slope * f - "
+                              "tier_exit_floor, h] (evaluation/tiers.py); the E_hull kept is h, an overestimate "
+                              "within that bound (relax_exit_reason: tier_decided)", cache_key=False)
+    tier_exit_slope: float = setting(1.0, help="the bound's slope (benchmarks/fast_paths.py measures it)",
+                                     unit="eV/atom per eV/Å", ge=0, cache_key=False)
+    tier_exit_floor: float = setting(0.02, help="the bound's floor", unit="eV/atom", ge=0, cache_key=False)
+    tier_exit_cuts: list[float] = setting(help="E_hull cuts the exit must not cross besides thresholds.stable and "
+                                          "thresholds.metastable (the RLIP reward adds its pair tiers)",
+                                          unit="eV/atom", factory=list, cache_key=False)
+    share_duplicates: bool = setting(True, help="relax once the crystals of one batch that StructureMatcher puts in "
+                                     "one class (as uniqueness does, before relaxing) and give the others that "
+                                     "result (relax_shared_with); RLIP rollouts repeat themselves", cache_key=False)
 
     def check(self) -> None:
         if len(self.energy_window) != 2 or self.energy_window[0] >= self.energy_window[1]:

@@ -1,0 +1,86 @@
+"""Judged crystals per core-minute: today's scoring path against the new default, same crystals, same run (issue 30).
+
+Scores one samples file twice through ``score_samples`` with the cache off and the same judge: first as scoring ran
+before issue 30 (150 FIRE steps to 0.05 eV/Å, every crystal relaxed on its own, to convergence or the cap), then
+with the current defaults (matched duplicates relaxed once, ``relax.tier_exit`` as configured). It prints both
+rates per core-minute (wall time x workers), their ratio, and how often the two agree on the tier and the S.U.N.
+flag (the agreement rule itself, against the paper's relaxation, is ``benchmarks/fast_paths.py``'s).
+
+    python benchmarks/bench_scoring.py                                  # data/samples/sft.jsonl (after make run)
+    python benchmarks/bench_scoring.py --samples FILE --limit 200 mlip=sevennet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from plaidpp.config import PROJECT_ROOT, compose
+from plaidpp.evaluation.inputs import read_samples
+from plaidpp.evaluation.score import get_hull, get_training_set, score_samples
+from plaidpp.evaluation.tiers import tier
+from plaidpp.evaluation.workers import pool_for
+from plaidpp.runtime import n_workers
+from plaidpp.stats import wilson
+
+TODAY = ("relax.steps=150", "relax.fmax=0.05", "relax.share_duplicates=false", "relax.tier_exit=false")
+SAMPLES = PROJECT_ROOT / "data/samples/sft.jsonl"
+
+
+def run(rows: list[dict], overrides: list[str]) -> tuple[dict, object, float]:
+    cfg = compose("evaluate", ["samples=-", "out=-", "tracking.uri=null", "cache.enabled=false", "progress=false",
+                               *overrides])
+    get_hull(cfg), get_training_set(cfg)  # loaded before the clock: both paths share them
+    pool_for(cfg.mlip, n_workers(cfg.workers))  # started (potential loaded) before the clock, as in an RLIP loop
+    start = time.perf_counter()
+    table, summary = score_samples(rows, cfg)
+    wall = time.perf_counter() - start
+    core_min = wall * n_workers(cfg.workers) / 60
+    return {"wall_s": round(wall, 1), "core_minutes": round(core_min, 2), "n_requested": len(table),
+            "n_relaxed": int(table["relax_ok"].sum()),
+            "judged_per_core_minute": round(len(table) / core_min, 2),
+            "relaxed_per_core_minute": round(int(table["relax_ok"].sum()) / core_min, 2),
+            "force_calls": summary["timings"]["force_calls"], "relax": cfg.relax.cache_tag(),
+            "tier_exit": cfg.relax.tier_exit, "share_duplicates": cfg.relax.share_duplicates,
+            "n_tier_exits": int((table["relax_exit_reason"] == "tier_decided").sum()),
+            "n_shared": int(table["relax_shared_with"].notna().sum())}, table, cfg
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=Path, default=SAMPLES)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    parser.add_argument("overrides", nargs="*", help="evaluate overrides for both paths (the judge: mlip=...)")
+    args = parser.parse_args()
+    if not args.samples.exists():
+        raise SystemExit(f"bench_scoring: no samples at {args.samples} (run `make run` first, or pass --samples)")
+    rows = read_samples(args.samples)[: args.limit]
+    print(f"{len(rows)} samples from {args.samples}, load {os.getloadavg()[0]:.2f}")
+    today, t_table, cfg = run(rows, [*args.overrides, *TODAY])
+    new, n_table, _ = run(rows, list(args.overrides))
+    cuts = (cfg.thresholds.stable, cfg.thresholds.metastable)
+    both = t_table["relax_ok"] & n_table["relax_ok"]
+    tiers_agree = int(sum(tier(a, *cuts) == tier(b, *cuts) for a, b in
+                          zip(t_table.loc[both, "e_hull"], n_table.loc[both, "e_hull"], strict=True)))
+    sun_agree = int((t_table["is_sun"] == n_table["is_sun"]).sum())
+    report = {"judge": cfg.mlip.cache_tag(), "samples": str(args.samples), "today": today, "new_default": new,
+              "ratio": round(new["judged_per_core_minute"] / today["judged_per_core_minute"], 2),
+              "tier_agreement": [tiers_agree, int(both.sum()), list(wilson(tiers_agree, int(both.sum())))],
+              "sun_agreement": [sun_agree, len(t_table), list(wilson(sun_agree, len(t_table)))],
+              "e_hull_mae": float(np.nanmean(np.abs(t_table.loc[both, "e_hull"] - n_table.loc[both, "e_hull"]))),
+              "load_after": os.getloadavg()[0]}
+    print(json.dumps(report, indent=1))
+    print(f"judged crystals per core-minute: today {today['judged_per_core_minute']}, new default "
+          f"{new['judged_per_core_minute']} -> {report['ratio']}x ({cfg.mlip.cache_tag()}, {len(rows)} samples)")
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

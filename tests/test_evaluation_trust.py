@@ -53,6 +53,7 @@ def test_every_setting_that_can_change_a_relaxation_is_in_the_cache_key():
             if value is None:  # an unset checkpoint: its content is tested below
                 continue
             other = (not value if isinstance(value, bool) else value * 2 + 1 if isinstance(value, (int, float))
+                     else [0.05] if isinstance(value, list) and not value
                      else (value[0] - 1, value[1]) if isinstance(value, (tuple, list)) else f"{value}-other")
             changed = dataclasses.replace(settings, **{f.name: other})
             parts = {type(s): (changed if type(s) is type(settings) else s) for s in (cfg.mlip, cfg.relax, cfg.symmetry)}

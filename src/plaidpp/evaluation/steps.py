@@ -181,21 +181,31 @@ def tier_exit_watchers(cfg: EvaluateConfig, hull: ReferenceHull) -> WatcherFacto
 
     def watcher(row: int, structure: Structure) -> TierExit | None:  # noqa: ARG001 - the factory's signature
         try:
-            offset = e_above_hull(structure, 0.0, cfg, hull)
-        except Exception:  # noqa: BLE001 - no offset, no exit
+            offset = energy_terms(structure, 0.0, cfg, hull)[2]
+        except EnergyTermError:  # no offset, no exit
             return None
         return TierExit(rule, offset) if math.isfinite(offset) else None
 
     return watcher
 
 
-def e_above_hull(structure: Structure, energy_total: float, cfg: EvaluateConfig, hull: ReferenceHull) -> float:
-    """E_hull (eV/atom) of ``structure`` at the potential's total energy ``energy_total`` (eV per cell): the MP2020
-    correction where the potential needs it, the formation energy, the distance to the hull. Raises what they
-    raise (``energy_and_hull`` counts it)."""
-    correction = mp2020_correction(structure, energy_total) if cfg.mlip.apply_mp2020_correction else 0.0
-    e_form = hull.refs.formation_energy_per_atom(structure.composition, energy_total + correction)
-    return hull.e_above_hull(structure.composition, e_form)
+class EnergyTermError(Exception):
+    """A counted failure of ``energy_terms``: ``correction_error:<Type>`` or ``hull_error:<Type>``."""
+
+
+def energy_terms(structure: Structure, energy_total: float, cfg: EvaluateConfig,
+                 hull: ReferenceHull) -> tuple[float, float, float]:
+    """(MP2020 correction in eV per cell, formation energy and E_hull in eV/atom) of ``structure`` at the
+    potential's total energy ``energy_total`` (eV per cell). Raises ``EnergyTermError`` naming the failed term."""
+    try:
+        correction = mp2020_correction(structure, energy_total) if cfg.mlip.apply_mp2020_correction else 0.0
+    except Exception as exc:  # noqa: BLE001 - CompatibilityError and friends: counted
+        raise EnergyTermError(f"correction_error:{type(exc).__name__}") from exc
+    try:
+        e_form = hull.refs.formation_energy_per_atom(structure.composition, energy_total + correction)
+        return correction, e_form, hull.e_above_hull(structure.composition, e_form)
+    except Exception as exc:  # noqa: BLE001 - counted
+        raise EnergyTermError(f"hull_error:{type(exc).__name__}") from exc
 
 
 def energy_and_hull(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hull: ReferenceHull) -> StepResult:
@@ -206,17 +216,11 @@ def energy_and_hull(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig
         energy = float(crystals.relaxations[i]["energy_total"])
         energy_pa[i] = energy / len(relaxed)
         try:
-            correction = mp2020_correction(relaxed, energy) if cfg.mlip.apply_mp2020_correction else 0.0
-        except Exception as exc:  # noqa: BLE001 - CompatibilityError and friends: counted
-            fail[i] = f"correction_error:{type(exc).__name__}"
+            correction, e_form[i], e_hull[i] = energy_terms(relaxed, energy, cfg, hull)
+        except EnergyTermError as exc:
+            fail[i] = str(exc)
             continue
         correction_pa[i] = correction / len(relaxed)
-        try:
-            e_form[i] = hull.refs.formation_energy_per_atom(relaxed.composition, energy + correction)
-            e_hull[i] = hull.e_above_hull(relaxed.composition, e_form[i])
-        except Exception as exc:  # noqa: BLE001 - counted
-            fail[i] = f"hull_error:{type(exc).__name__}"
-            e_hull[i] = math.nan
     eh = np.asarray(e_hull, dtype=float)
     with np.errstate(invalid="ignore"):
         stable, metastable = eh <= cfg.thresholds.stable, eh <= cfg.thresholds.metastable

@@ -150,7 +150,7 @@ def relaxation(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hul
     seconds, potential_s, exits = [math.nan] * n, [math.nan] * n, [None] * n
     shared_with = pd.array([None] * n, dtype="Int64")
     # what watchers added to their results (a recorder's trajectory): one column per key
-    extra = {key: [None] * n for w in (watchers or {}).values() for key in w.extra()}
+    extra = {key: [None] * n for w in watchers.values() for key in w.extra()}
     for i, result in crystals.relaxations.items():
         steps[i], converged[i], cached[i] = result["n_steps"], result["converged"], result.get("cached")
         exits[i], shared_with[i] = result.get("exit_reason"), result.get("shared_with")

@@ -133,7 +133,8 @@ class RelaxSettings:
                               "h and largest force f bound the relaxed E_hull to [h - tier_exit_slope * f - "
                               "tier_exit_floor, h] (evaluation/tiers.py); the E_hull kept is h, an overestimate "
                               "within that bound (relax_exit_reason: tier_decided)", cache_key=False)
-    tier_exit_slope: float = setting(1.0, help="the bound's slope (benchmarks/fast_paths.py measures it)",
+    tier_exit_slope: float = setting(1.0, help="the bound's slope (benchmarks/fast_paths.py measures it: no slope "
+                                     "tried, 0.25-2, kept the tier of 99 in 100 crystals; docs/evaluation.md)",
                                      unit="eV/atom per eV/Å", ge=0, cache_key=False)
     tier_exit_floor: float = setting(0.02, help="the bound's floor", unit="eV/atom", ge=0, cache_key=False)
     tier_exit_cuts: list[float] = setting(help="E_hull cuts the exit must not cross besides thresholds.stable and "

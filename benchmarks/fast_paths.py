@@ -60,7 +60,9 @@ def rules() -> dict[str, tuple[Callable, bool]]:
     paper, default = stop_at(500, 0.02), stop_at(150, 0.05)
     out = {"paper 500/0.02": (paper, False), "default 150/0.05": (default, False),
            "100/0.05": (stop_at(100, 0.05), False), "150/0.1": (stop_at(150, 0.1), False),
-           "75/0.1": (stop_at(75, 0.1), False), "default + shared duplicates": (default, True)}
+           "75/0.1": (stop_at(75, 0.1), False), "500/0.05": (stop_at(500, 0.05), False),
+           "300/0.02": (stop_at(300, 0.02), False), "400/0.02": (stop_at(400, 0.02), False),
+           "default + shared duplicates": (default, True)}
     for name, rule in TierExitRule.candidates((STABLE, METASTABLE)).items():
         out[f"default + tier-exit {name}"] = (with_tier_exit(default, rule), False)
         out[f"default + shared + tier-exit {name}"] = (with_tier_exit(default, rule), True)
@@ -102,9 +104,38 @@ def sun_flags(frame: pd.DataFrame, structures: list[Structure], e_hull: np.ndarr
     return flags
 
 
+def outcomes(frame: pd.DataFrame, share: np.ndarray, polish: pd.DataFrame | None):
+    """(path name, E_hull, relaxed crystal, force calls paid) per crystal, for every rule and polish variant."""
+    for name, (index, shared) in rules().items():
+        stops = np.array([index(e, f, o) for e, f, o in zip(frame["energies"], frame["forces"], frame["offset"],
+                                                            strict=True)])
+        e_hull = np.array([e[t] + o for e, o, t in zip(frame["energies"], frame["offset"], stops, strict=True)])
+        structures = [structure_at(traj, t) for traj, t in zip(frame["trajectory"], stops, strict=True)]
+        paid = stops + 1
+        if shared:  # a duplicate takes its match's relaxation (and costs nothing)
+            e_hull, structures = e_hull[share], [structures[k] for k in share]
+            paid = np.where(share == np.arange(len(share)), paid, 0)
+        yield name, e_hull, structures, paid
+    for name, rows in ([] if polish is None else polish.groupby("variant", sort=False)):
+        rows = rows.set_index("row").loc[frame["row"]]
+        ok = rows["fail_reason"].isna().to_numpy()
+        # a polish that failed (an exploding potential) keeps the FIRE hand-over crystal: counted, never dropped
+        e_hull = np.where(ok, rows["energy_per_atom"].astype(float).to_numpy() + frame["offset"].to_numpy(),
+                          [e[i] + o for e, i, o in zip(frame["energies"], rows["handover_index"], frame["offset"],
+                                                       strict=True)])
+        structures = [Structure.from_str(c, fmt="cif") if good else structure_at(t, i) for c, good, t, i
+                      in zip(rows["cif_relaxed"], ok, frame["trajectory"], rows["handover_index"], strict=True)]
+        # the polish's first call is the hand-over crystal's, which the FIRE phase already paid (the calculator
+        # keeps its result: tests/test_evaluation_fast_paths.py)
+        polish_calls = (rows["polish_calls"].fillna(1) - 1).clip(lower=0)
+        yield name, e_hull, structures, (rows["fire_calls"] + polish_calls).to_numpy()
+
+
 def judge(path: Path, cfg) -> list[dict]:
     table = pd.read_parquet(path)
     table["row"] = np.arange(len(table))
+    polish_file = path.with_suffix(".polish.parquet")  # polish_paths.py's relaxations of the same crystals
+    polish = pd.read_parquet(polish_file) if polish_file.exists() else None
     frame = crystals(table)
     train = get_training_set(cfg)
     # the other valid crystals (not relaxed: as generated) take part in the uniqueness classes, as in scoring
@@ -119,15 +150,7 @@ def judge(path: Path, cfg) -> list[dict]:
     share = np.array([first_of.setdefault(cid, k) for k, cid in enumerate(classes)])  # frame index of its match
     results, reference = [], None
     default_calls = None
-    for name, (index, shared) in rules().items():
-        stops = np.array([index(e, f, o) for e, f, o in zip(frame["energies"], frame["forces"], frame["offset"],
-                                                            strict=True)])
-        e_hull = np.array([e[t] + o for e, o, t in zip(frame["energies"], frame["offset"], stops, strict=True)])
-        structures = [structure_at(traj, t) for traj, t in zip(frame["trajectory"], stops, strict=True)]
-        paid = stops + 1
-        if shared:  # a duplicate takes its match's relaxation (and costs nothing)
-            e_hull, structures = e_hull[share], [structures[k] for k in share]
-            paid = np.where(share == np.arange(len(share)), paid, 0)
+    for name, e_hull, structures, paid in outcomes(frame, share, polish):
         tiers = np.array([tier(x, STABLE, METASTABLE) for x in e_hull])
         sun = sun_flags(frame, structures, e_hull, train, cfg.novelty.matcher_time_limit_s, others)
         calls = int(paid.sum())

@@ -50,7 +50,7 @@ def test_help_lists_every_setting_with_its_value(capsys):
     assert re.search(r"^\*prompts.n_unconditional = ", out, flags=re.M)  # a params.yaml knob, marked
     assert "nucleus sampling mass" in out and "[> 0, <= 1]" in out  # help and bounds of sampler.top_p
     assert main(["config", "evaluate", "--samples", "x", "--out", "y"]) == 0
-    assert "relax.fmax = 0.05  [eV/Å" in capsys.readouterr().out
+    assert "relax.fmax = 0.02  [eV/Å" in capsys.readouterr().out
 
 
 def _group_schemas() -> dict[str, type]:

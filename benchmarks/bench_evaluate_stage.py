@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from plaidpp.config import compose
+from plaidpp.config import PROJECT_ROOT, compose
 from plaidpp.evaluation.inputs import read_samples
 from plaidpp.evaluation.score import score_samples
 
@@ -75,7 +75,8 @@ class ThreadSampler(threading.Thread):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=Path, required=True, help="a plaidpp sample JSONL (or any --samples input)")
+    parser.add_argument("--samples", type=Path, default=PROJECT_ROOT / "data/samples/sft.jsonl",
+                        help="a plaidpp sample JSONL (or any --samples input); default: make run's SFT samples")
     parser.add_argument("--limit", type=int, default=None, help="only the first N samples")
     parser.add_argument("--no-thread-pinning", action="store_true",
                         help="start the workers without WORKER_THREAD_ENV (how the stage ran before issue 11)")

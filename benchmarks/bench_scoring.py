@@ -1,10 +1,11 @@
-"""Judged crystals per core-minute: today's scoring path against the new default, same crystals, same run (issue 30).
+"""Judged crystals per core-minute: the former scoring path against the default, same crystals, same run (issue 30).
 
 Scores one samples file twice through ``score_samples`` with the cache off and the same judge: first as scoring ran
 before issue 30 (150 FIRE steps to 0.05 eV/Å, every crystal relaxed on its own, to convergence or the cap), then
-with the current defaults (matched duplicates relaxed once, ``relax.tier_exit`` as configured). It prints both
-rates per core-minute (wall time x workers), their ratio, and how often the two agree on the tier and the S.U.N.
-flag (the agreement rule itself, against the paper's relaxation, is ``benchmarks/fast_paths.py``'s).
+with the current defaults (since 2026-12-07 the paper's 500 / 0.02, because the former path keeps only 92-95 % of
+tiers: docs/evaluation.md; matched duplicates relaxed once). It prints both rates per core-minute (wall time x
+workers), their ratio (below 1 now: trust costs force calls), and how often the two agree on the tier and the
+S.U.N. flag (the agreement rule itself is ``benchmarks/fast_paths.py``'s).
 
     python benchmarks/bench_scoring.py                                  # data/samples/sft.jsonl (after make run)
     python benchmarks/bench_scoring.py --samples FILE --limit 200 mlip=sevennet

@@ -5,10 +5,11 @@ changes optimiser part-way cannot be replayed, so this benchmark runs the part t
 the hand-over is the reference trajectory's own (``scoring_profile.py`` recorded it: the crystal at the first
 step with fmax below ``from_fmax``, or at the FIRE cap), so only the polish is relaxed here, from that crystal,
 exactly as ``relax.polish`` runs it (a new cell filter at the cell as it stands, down to the reference's
-0.02 eV/Å). It writes one row per crystal and variant to ``<out>/<label>.polish.parquet``; ``fast_paths.py``
-judges them (it reads that file beside its table) with the same table as every other path (tier and S.U.N. agreement, MAE, force calls).
+0.02 eV/Å). It writes one row per crystal and variant beside the table (``<label>.polish.parquet``); ``fast_paths.py``
+judges them (it reads that file beside its table) with the same table as every other path (tier and S.U.N.
+agreement, MAE, force calls).
 
-    python benchmarks/polish_paths.py benchmarks/results/scoring/authors_mix.parquet mlip=sevennet
+    python benchmarks/polish_paths.py --variants 0 -- benchmarks/results/scoring/authors_mix.parquet mlip=sevennet
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ def test_reward_relaxation_settings_reach_the_reward_only():
     assert (role_config(paper, "reward").relax.steps, role_config(paper, "reward").relax.fmax) == (500, 0.02)
     # by default the judge relaxes as the paper does and the reward keeps the cheaper relaxation (issue 30)
     default = compose("rlip")
-    assert (role_config(default, "evaluation").relax.steps, role_config(default, "evaluation").relax.fmax) == (500, 0.02)
-    assert (role_config(default, "reward").relax.steps, role_config(default, "reward").relax.fmax) == (150, 0.05)
+    judge, reward = role_config(default, "evaluation").relax, role_config(default, "reward").relax
+    assert (judge.steps, judge.fmax) == (500, 0.02) and (reward.steps, reward.fmax) == (150, 0.05)
 
 
 def test_reference_run_is_powered_and_paired():

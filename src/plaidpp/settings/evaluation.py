@@ -115,7 +115,7 @@ class RelaxSettings:
     enabled: bool = setting(True, help="relax with the MLIP (false: no energies, no stability)", cache_key=False)
     # The paper's relaxation (500 FIRE steps to 0.02 eV/Å), because no cheaper one keeps the verdict on generated
     # crystals (benchmarks/fast_paths.py, docs/evaluation.md "Where scoring's time goes"): judged by SevenNet-0,
-    # the former default 150 / 0.05 keeps 94.6 % of tiers of 313 PLaID++ crystals and 92.4 % of 223 of our SFT
+    # the former default 150 / 0.05 keeps 94.6 % of tiers of 313 PLaID++ crystals and 92.9 % of 379 of our SFT
     # model's (the rule is 99 %); the cheapest FIRE rule that keeps >= 99 % on both, 400 / 0.02, saves 1 and 8 %
     # of the force calls, not worth a deviation from the paper. The RL reward keeps 150 / 0.05 (rlip.reward).
     steps: int = setting(500, help="maximum FIRE steps (the paper's 500)", ge=0)

@@ -30,7 +30,7 @@ from plaidpp.evaluation import workers
 from plaidpp.runtime import n_workers
 
 # (FIRE cap, hand-over fmax eV/Å, polishing optimiser, its cap). Measured 2026-12-07 on the authors' 313 crystals
-# (docs/evaluation.md): the first keeps 96.2 % of tiers for 0.86x the reference's calls, so the second was not run.
+# (docs/evaluation.md): the first keeps 96.2 % of tiers for 0.85x the reference's calls, so the second was not run.
 VARIANTS = [(150, 0.1, "bfgs", 150), (150, 0.05, "bfgs", 150)]
 POLISH_FMAX = 0.02  # the reference's
 

@@ -96,7 +96,8 @@ def profile(table: pd.DataFrame, summary: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=Path, nargs="+", required=False, help="(required unless --report-only) one file, or several with --per-file")
+    parser.add_argument("--samples", type=Path, nargs="+", help="one file, or several with --per-file (required "
+                        "unless --report-only)")
     parser.add_argument("--per-file", type=int, default=None, help="a random N rows of each file (pandas' sample, "
                         "random_state --seed), concatenated in the order given")
     parser.add_argument("--seed", type=int, default=0)
@@ -115,6 +116,8 @@ def main() -> None:
         (args.out / f"{args.label}.json").write_text(json.dumps({**profile(table, summary),
                                                                  **{k: old.get(k) for k in keep}}, indent=1))
         return
+    if not args.samples:
+        parser.error("--samples is required unless --report-only")
     cfg = config(args.overrides)
     if args.per_file:
         rows = pd.concat([pd.DataFrame(read_samples(path)).sample(n=args.per_file, random_state=args.seed)

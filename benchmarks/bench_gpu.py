@@ -16,8 +16,9 @@ process (the memory it peaks at is its own, and a part that fails is recorded, n
   batch, 4 per step x 4 accumulation = 16 crystals; s/step (mean of 2 after 1 warm-up) and peak memory.
 - dpo_step: one step of plaidpp's TRL ``DPOTrainer`` (``training.dpo.build_trainer``) at batch 16 pairs,
   reference = a frozen copy of the policy (the paper's iteration 1); s/step (steps 2-3) and peak memory.
-- relax: relaxations/s of CHGNet and SevenNet-0 on rattled MP-20 crystals, one at a time (neither library
-  batches relaxations on Python 3.11: torch-sim needs 3.12), with the evaluation's relax settings.
+- relax: relaxations/s of CHGNet and SevenNet-0 on rattled MP-20 crystals, one at a time through ASE, and of
+  SevenNet-0 batched through torch-sim (``relax.engine=torchsim``, ``relax.batch_size`` crystals in flight), with
+  the evaluation's relax settings.
 - tiny: the tiny model (``--tiny-model``, default models/sft from ``make run``) through plaidpp's sampler.
 
 The CPU scale runs the same code on a 2-layer, 128-wide Qwen2 with the 7B's vocabulary, small counts and
@@ -309,6 +310,18 @@ def relax(scale: Scale, work: Path, args) -> dict:  # noqa: ANN001
         out[mlip] = {"relaxations": len(steps), "seconds": round(seconds, 2),
                      "relaxations_per_s": round(len(steps) / seconds, 3), "mean_force_calls": float(np.mean(steps)),
                      "batched": False}
+    from plaidpp.evaluation.batched import load_model, relax_batch
+
+    cfg = compose("evaluate", ["mlip=sevennet", f"mlip.device={device}", "relax.engine=torchsim", "samples=unused",
+                               "out=unused"])
+    model = load_model(cfg.mlip)
+    relax_batch(structures[:1], model, cfg.relax)  # warm-up
+    started = time.perf_counter()
+    steps = [r.force_calls for r in relax_batch(structures[1:], model, cfg.relax)]
+    seconds = time.perf_counter() - started
+    out["sevennet_torchsim"] = {"relaxations": len(steps), "seconds": round(seconds, 2),
+                                "relaxations_per_s": round(len(steps) / seconds, 3),
+                                "mean_force_calls": float(np.mean(steps)), "batched": cfg.relax.batch_size}
     return out
 
 
@@ -389,7 +402,7 @@ def main() -> None:
     print(f"\n{record['device']} - {scale.name} scale, {record['wall_s']} s in all")
     for part, figures in record["parts"].items():
         if part == "relax" and "chgnet" in figures:
-            for mlip in ("chgnet", "sevennet"):
+            for mlip in ("chgnet", "sevennet", "sevennet_torchsim"):
                 print(f"  {'relax ' + mlip:<16} {_fmt(figures[mlip])}")
             continue
         print(f"  {part:<16} {_fmt(figures)}")

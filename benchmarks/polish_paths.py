@@ -41,7 +41,7 @@ def variant_name(fire_steps: int, from_fmax: float, optimizer: str, steps: int) 
 
 def run(path: Path, cfg, variants: list[tuple]) -> pd.DataFrame:
     frame = crystals(pd.read_parquet(path).assign(row=lambda t: np.arange(len(t))))
-    pool = workers.pool_for(cfg.mlip, n_workers(cfg.workers))
+    pool = workers.pool_for(cfg.mlip, n_workers(cfg.workers), cfg.relax.engine)
     out = []
     for fire_steps, from_fmax, optimizer, steps in variants:
         settings = dataclasses.replace(cfg.relax, optimizer=optimizer, fmax=POLISH_FMAX, steps=steps,

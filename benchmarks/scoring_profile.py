@@ -49,7 +49,7 @@ def startup_cost(cfg) -> dict[str, float]:
     """Seconds to start the worker pool and load the potential in every worker (the pool's first call)."""
     workers._close_pools()
     start = time.perf_counter()
-    pool = workers.pool_for(cfg.mlip, n_workers(cfg.workers))
+    pool = workers.pool_for(cfg.mlip, n_workers(cfg.workers), cfg.relax.engine)
     list(pool.run(_noop, {k: () for k in range(n_workers(cfg.workers))}))  # returns once every worker is up
     return {"pool_start_and_model_load_s": round(time.perf_counter() - start, 2)}
 

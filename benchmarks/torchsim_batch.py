@@ -2,12 +2,9 @@
 
 Times one energy + forces + stress evaluation per crystal on N vendored MP-20 crystals: SevenNet's own ASE
 calculator one crystal at a time (what the evaluation's workers do), against torch-sim's batched SevenNet model
-at batch sizes 1, 8, 32 and 64, in one process with one torch thread (a worker is one core's job). Needs
-``pip install torch-sim-atomistic==0.3.0`` (not a dependency: the engine is not built yet).
-
-torch-sim 0.3.0 is the last release for Python 3.11; its SevenNet wrapper imports
-``sevenn.calculator.torch_script_type``, which sevenn 0.13 removed. The wrapper only uses it in an ``isinstance``
-test of a TorchScript model, which an ``AtomGraphSequential`` is not, so the probe supplies the name.
+at batch sizes 1, 8, 32 and 64, in one process with one torch thread (a worker is one core's job), loaded as
+``relax.engine=torchsim`` loads it (``evaluation/batched.py``). What a whole relaxation gains through the engine is
+``benchmarks/bench_scoring.py``'s figure.
 
     python benchmarks/torchsim_batch.py --n 64
 """
@@ -24,7 +21,7 @@ import torch
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from plaidpp.config import PROJECT_ROOT
+from plaidpp.config import PROJECT_ROOT, compose
 
 CSV = PROJECT_ROOT / "data/raw/mp20/mp20_partial_merged.csv.gz"
 
@@ -41,9 +38,13 @@ def main() -> None:
     print(f"{len(structures)} MP-20 crystals, mean {sum(map(len, structures)) / len(structures):.1f} atoms, "
           f"load {os.getloadavg()[0]:.2f}")
 
-    from sevenn.calculator import SevenNetCalculator
+    import torch_sim as ts
 
-    calc = SevenNetCalculator(model=args.model, device="cpu")
+    from plaidpp.evaluation.batched import load_model
+    from plaidpp.evaluation.mlip import load_calculator
+
+    spec = compose("evaluate", ["mlip=sevennet", f"mlip.model={args.model}", "samples=-", "out=-"]).mlip
+    calc = load_calculator(spec)
     atoms = [AseAtomsAdaptor.get_atoms(s) for s in structures]
     calc.calculate(atoms[0], properties=["energy", "forces", "stress"])  # warm-up
     start = time.perf_counter()
@@ -52,14 +53,7 @@ def main() -> None:
     one_by_one = (time.perf_counter() - start) / len(atoms)
     print(f"ASE calculator, one at a time: {1000 * one_by_one:.1f} ms per crystal")
 
-    import sevenn.calculator
-
-    sevenn.calculator.torch_script_type = torch.jit.ScriptModule  # see the module docstring
-    import torch_sim as ts
-    from sevenn.util import load_checkpoint
-    from torch_sim.models.sevennet import SevenNetModel
-
-    model = SevenNetModel(model=load_checkpoint(args.model).build_model(), device="cpu")
+    model = load_model(spec)
     for batch in (1, 8, 32, 64):
         if batch > len(structures):
             break

@@ -36,7 +36,7 @@ def test_the_cpu_scale_runs_every_part(tmp_path, tiny_model_dir):
     assert parts["sft_step"]["batch"] == 2 and parts["sft_step"]["s_per_step"] > 0
     assert not parts["sft_step"]["quantized_4bit"]  # 4-bit is the GPU's
     assert parts["dpo_step"]["steps"] == 3 and parts["dpo_step"]["s_per_step"] > 0
-    for mlip in ("chgnet", "sevennet"):
+    for mlip in ("chgnet", "sevennet", "sevennet_torchsim"):  # the last batched: relax.engine=torchsim
         assert parts["relax"][mlip]["relaxations"] == 1 and parts["relax"][mlip]["relaxations_per_s"] > 0
     assert parts["tiny"]["crystals"] == 8 and parts["tiny"]["engine"] == "compact"
     assert "generate_hf" in proc.stdout and str(out) in proc.stdout  # the printed table

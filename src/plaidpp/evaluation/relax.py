@@ -113,6 +113,14 @@ OPTIMIZERS = {"fire": "FIRE", "fire2": "FIRE2", "bfgs": "BFGS", "lbfgs": "LBFGS"
               "bfgs_linesearch": "BFGSLineSearch", "lbfgs_linesearch": "LBFGSLineSearch", "mdmin": "MDMin"}
 
 
+def primitive_cell(structure: Structure) -> Structure:
+    """The primitive cell (same energy per atom, up to 4x fewer atoms), or the cell as given if reduction fails."""
+    try:
+        return structure.get_primitive_structure()
+    except Exception:  # noqa: BLE001 - a failed reduction just means relaxing the cell as given
+        return structure
+
+
 def phases(settings: RelaxSettings) -> list[tuple[str, float, int]]:
     """(optimiser, fmax, step cap) run one after the other: the optimiser alone, or, with ``relax.polish``, the
     optimiser down to ``polish_from_fmax`` and then the polishing optimiser down to ``fmax``. A crystal whose first
@@ -130,10 +138,7 @@ def _relax(structure: Structure, calculator, settings: RelaxSettings, start: flo
 
     result = RelaxResult()
     if settings.primitive:
-        try:
-            structure = structure.get_primitive_structure()
-        except Exception:  # noqa: BLE001 - a failed reduction just means relaxing the cell as given
-            pass
+        structure = primitive_cell(structure)
     atoms = AseAtomsAdaptor.get_atoms(structure)
     atoms.calc = calculator
     n_atoms = len(atoms)

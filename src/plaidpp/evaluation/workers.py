@@ -36,6 +36,7 @@ from unittest.mock import patch
 from pymatgen.core import Structure
 from tqdm import tqdm
 
+from plaidpp.evaluation import batched
 from plaidpp.evaluation.cache import RelaxCache
 from plaidpp.evaluation.mlip import load_calculator
 from plaidpp.evaluation.novelty import Matching, uniqueness
@@ -192,13 +193,13 @@ class IsolatedPool:
 _POOLS: dict[tuple, IsolatedPool] = {}
 
 
-def pool_for(spec: MLIPSettings, n: int) -> IsolatedPool:
-    """The process's pool for a potential and size, started once and reused."""
-    key = (json.dumps(dataclasses.asdict(spec), sort_keys=True), n)
+def pool_for(spec: MLIPSettings, n: int, engine: str) -> IsolatedPool:
+    """The process's pool for a potential, size and engine (``relax.engine``), started once and reused."""
+    key = (json.dumps(dataclasses.asdict(spec), sort_keys=True), n, engine)
     if key not in _POOLS:
         for old in list(_POOLS):  # one pool at a time: another potential's workers would hold its memory
             _POOLS.pop(old).close()
-        _POOLS[key] = IsolatedPool(n, _init, (spec,))
+        _POOLS[key] = IsolatedPool(n, _init, (spec, engine))
     return _POOLS[key]
 
 
@@ -210,12 +211,12 @@ def _close_pools() -> None:
 
 
 # ------------------------------------------------------------------------------------------- the job
-def _init(spec: MLIPSettings) -> None:
+def _init(spec: MLIPSettings, engine: str) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")  # pymatgen/torch chatter from every worker drowns the progress bar
     _STATE["spec"] = spec
-    _STATE["calc"] = load_calculator(spec)
+    _STATE["calc"] = load_calculator(spec) if engine == "ase" else batched.load_model(spec)
 
 
 def _job(structure: Structure, settings: RelaxSettings, symmetry: SymmetrySettings,
@@ -224,6 +225,17 @@ def _job(structure: Structure, settings: RelaxSettings, symmetry: SymmetrySettin
     result = relax_structure(structure, _STATE["calc"], settings, observer=observer).as_dict()
     if watcher is not None:
         result.update(watcher.extra())
+    return _with_spacegroup(result, symmetry)
+
+
+def _batch_job(structures: list[Structure], settings: RelaxSettings, symmetry: SymmetrySettings) -> list[dict]:
+    """``relax.engine=torchsim``: a chunk of crystals, ``relax.batch_size`` of them in flight at a time."""
+    return [_with_spacegroup(r.as_dict(), symmetry)
+            for r in batched.relax_batch(structures, _STATE["calc"], settings)]
+
+
+def _with_spacegroup(result: dict[str, Any], symmetry: SymmetrySettings) -> dict[str, Any]:
+    """The relaxed crystal's space group (pyxtal at ``symmetry.tolerance``), or why there is none."""
     result["spacegroup_achieved"] = None
     result["spacegroup_fail_reason"] = None
     if result["fail_reason"] is None and result["cif_relaxed"]:
@@ -277,28 +289,58 @@ def relax_many(
     log.info("relaxing %d structures (%d cached, %d shared with a match) with %s", len(todo), len(results),
              len(shared), spec.cache_tag())
     bar = tqdm(total=len(todo), desc=f"relax ({spec.name})", disable=not progress, unit="crystal")
-    pool = pool_for(spec, n_workers(workers))
+    n = n_workers(workers)
+    pool = pool_for(spec, n, settings.engine)
     # Largest cells first (a force call costs ~ atoms x neighbours): the long relaxations start early instead of
     # one of them running alone at the end while the other workers idle.
     order = sorted(todo, key=lambda key: -len(structures[todo[key][0]]))
-    jobs = {key: (structures[todo[key][0]], settings, symmetry, watchers.get(todo[key][0])) for key in order}
-    for key, status, value in pool.run(_job, jobs):
-        if status == "ok":
-            result = value
-        elif status == "error":  # a pickling or worker-side error for one crystal
-            result = _failure("mlip_error:WorkerError", str(value))
-        else:
-            result = _failure("worker_crashed", f"worker exit code {value}")
-        if _cacheable(result):
-            cache.put(key, result)
-        for i in todo[key]:
-            results[i] = {**result, "cached": False}
-        bar.update()
+    for keys, outcome in _run_jobs(pool, n, order, todo, structures, settings, symmetry, watchers):
+        for key, result in zip(keys, outcome, strict=True):
+            if _cacheable(result):
+                cache.put(key, result)
+            for i in todo[key]:
+                results[i] = {**result, "cached": False}
+            bar.update()
     bar.close()
     for rows, first in shared.values():
         for i in rows:
             results[i] = {**results[first], "cached": False, "shared_with": first, **_NO_COST}
     return results
+
+
+# A worker's chunk with engine=torchsim: batch_size crystals in flight, refilled from the chunk as they finish, so
+# the last slow relaxations of a chunk share their calls with the ones still waiting; results reach the cache per chunk.
+# Never more than an even share per worker: 32-crystal chunks of 38 crystals left one of two workers idle for most of
+# a run (benchmarks/bench_scoring.py, 2026-12-07).
+CHUNK_BATCHES = 4
+
+
+def _run_jobs(pool: IsolatedPool, n: int, order: list[str], todo: dict[str, list[int]],
+              structures: dict[int, Structure], settings: RelaxSettings, symmetry: SymmetrySettings,
+              watchers: dict[int, Watcher]) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
+    """(cache keys, their results) as the ``n`` workers of ``pool`` finish them: one key per job with engine=ase,
+    a chunk with torchsim."""
+    first = {key: todo[key][0] for key in order}
+    if settings.engine == "ase":
+        jobs = {key: (structures[first[key]], settings, symmetry, watchers.get(first[key])) for key in order}
+        for key, status, value in pool.run(_job, jobs):
+            yield [key], [value if status == "ok" else _job_failure(status, value)]
+        return
+    if watchers:
+        raise ValueError("relax.engine=torchsim takes no per-step watchers (trajectory recording, tier exit)")
+    size = min(settings.batch_size * CHUNK_BATCHES, -(-len(order) // n))
+    n_chunks = -(-len(order) // size)
+    # dealt round-robin from the largest cell down, so every chunk gets its share of the slow relaxations
+    dealt = [tuple(order[k::n_chunks]) for k in range(n_chunks)]
+    chunks = {keys: ([structures[first[key]] for key in keys], settings, symmetry) for keys in dealt}
+    for keys, status, value in pool.run(_batch_job, chunks):
+        yield list(keys), value if status == "ok" else [_job_failure(status, value)] * len(keys)
+
+
+def _job_failure(status: str, value: Any) -> dict[str, Any]:
+    if status == "error":  # a pickling or worker-side error
+        return _failure("mlip_error:WorkerError", str(value))
+    return _failure("worker_crashed", f"worker exit code {value}")
 
 
 _NO_COST = {"force_calls": 0, "seconds": 0.0, "potential_seconds": 0.0}

@@ -19,6 +19,7 @@ from plaidpp.settings.evaluation import (
     RelaxSettings,
     ShardSettings,
     SymmetrySettings,
+    TORCHSIM_BACKENDS,
     ThresholdSettings,
     ValiditySettings,
 )
@@ -111,6 +112,9 @@ class EvaluateConfig(StageSettings):
         if self.shards.n > 1 and not self.cache.enabled:
             raise SettingError("shards.n", "sharded scoring hands relaxations over through the cache: needs "
                                "cache.enabled=true")
+        if self.relax.engine == "torchsim" and self.mlip.name not in TORCHSIM_BACKENDS:
+            raise SettingError("relax.engine", f"torchsim relaxes with {'/'.join(TORCHSIM_BACKENDS)} only (torch-sim "
+                               f"0.3.0 wraps no {self.mlip.name}); use relax.engine=ase")
 
 
 @dataclass

@@ -5,7 +5,8 @@ before issue 30 (150 FIRE steps to 0.05 eV/Å, every crystal relaxed on its own,
 with the current defaults (since 2026-12-07 the paper's 500 / 0.02, because the former path keeps only 92-95 % of
 tiers: docs/evaluation.md; matched duplicates relaxed once). It prints both rates per core-minute (wall time x
 workers), their ratio (below 1 now: trust costs force calls), and how often the two agree on the tier and the
-S.U.N. flag (the agreement rule itself is ``benchmarks/fast_paths.py``'s).
+S.U.N. flag (the agreement rule itself is ``benchmarks/fast_paths.py``'s). With a SevenNet judge it also runs the
+default relaxation through the batched engine (``relax.engine=torchsim``) and judges it against the ASE engine's.
 
     python benchmarks/bench_scoring.py                                  # data/samples/sft.jsonl (after make run)
     python benchmarks/bench_scoring.py --samples FILE --limit 200 mlip=sevennet
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from plaidpp.config import PROJECT_ROOT, compose
 from plaidpp.evaluation.inputs import read_samples
@@ -27,6 +29,7 @@ from plaidpp.evaluation.score import get_hull, get_training_set, score_samples
 from plaidpp.evaluation.tiers import tier
 from plaidpp.evaluation.workers import pool_for
 from plaidpp.runtime import n_workers
+from plaidpp.settings.evaluation import TORCHSIM_BACKENDS
 from plaidpp.stats import wilson
 
 TODAY = ("relax.steps=150", "relax.fmax=0.05", "relax.share_duplicates=false", "relax.tier_exit=false")
@@ -37,7 +40,7 @@ def run(rows: list[dict], overrides: list[str]) -> tuple[dict, object, float]:
     cfg = compose("evaluate", ["samples=-", "out=-", "tracking.uri=null", "cache.enabled=false", "progress=false",
                                *overrides])
     get_hull(cfg), get_training_set(cfg)  # loaded before the clock: both paths share them
-    pool_for(cfg.mlip, n_workers(cfg.workers))  # started (potential loaded) before the clock, as in an RLIP loop
+    pool_for(cfg.mlip, n_workers(cfg.workers), cfg.relax.engine)  # potential loaded off the clock, as in RLIP
     start = time.perf_counter()
     table, summary = score_samples(rows, cfg)
     wall = time.perf_counter() - start
@@ -72,21 +75,36 @@ def main() -> None:
     today, t_table, cfg = run(rows, [*args.overrides, *TODAY])
     new, n_table, _ = run(rows, list(args.overrides))
     cuts = (cfg.thresholds.stable, cfg.thresholds.metastable)
-    both = t_table["relax_ok"] & n_table["relax_ok"]
-    tiers_agree = int(sum(tier(a, *cuts) == tier(b, *cuts) for a, b in
-                          zip(t_table.loc[both, "e_hull"], n_table.loc[both, "e_hull"], strict=True)))
-    sun_agree = int((t_table["is_sun"] == n_table["is_sun"]).sum())
     report = {"judge": cfg.mlip.cache_tag(), "samples": str(args.samples), "today": today, "new_default": new,
               "ratio": round(new["judged_per_core_minute"] / today["judged_per_core_minute"], 2),
-              "tier_agreement": [tiers_agree, int(both.sum()), list(wilson(tiers_agree, int(both.sum())))],
-              "sun_agreement": [sun_agree, len(t_table), list(wilson(sun_agree, len(t_table)))],
-              "e_hull_mae": float(np.nanmean(np.abs(t_table.loc[both, "e_hull"] - n_table.loc[both, "e_hull"]))),
-              "load_after": os.getloadavg()[0]}
+              **agreement(t_table, n_table, cuts)}
+    if cfg.mlip.name in TORCHSIM_BACKENDS:  # the batched engine on the default relaxation, judged against it
+        batched, b_table, _ = run(rows, [*args.overrides, "relax.engine=torchsim"])
+        report["torchsim"] = {**batched, "ratio_to_today": round(
+            batched["judged_per_core_minute"] / today["judged_per_core_minute"], 2), "ratio_to_new_default": round(
+            batched["judged_per_core_minute"] / new["judged_per_core_minute"], 2), **agreement(b_table, n_table, cuts)}
+    report["load_after"] = os.getloadavg()[0]
     print(json.dumps(report, indent=1))
     print(f"judged crystals per core-minute: today {today['judged_per_core_minute']}, new default "
           f"{new['judged_per_core_minute']} -> {report['ratio']}x ({cfg.mlip.cache_tag()}, {len(rows)} samples)")
+    if "torchsim" in report:
+        print(f"relax.engine=torchsim on the new default: {report['torchsim']['judged_per_core_minute']} per "
+              f"core-minute ({report['torchsim']['ratio_to_new_default']}x the ASE engine), tiers agree on "
+              f"{report['torchsim']['tier_agreement'][0]} of {report['torchsim']['tier_agreement'][1]}")
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
+
+
+def agreement(path: pd.DataFrame, reference: pd.DataFrame, cuts: tuple[float, float]) -> dict:
+    """How often ``path`` gives the reference relaxation's tier (crystals both relaxed) and S.U.N. flag (every
+    sample), with Wilson intervals, and the E_hull MAE."""
+    both = path["relax_ok"] & reference["relax_ok"]
+    tiers = int(sum(tier(a, *cuts) == tier(b, *cuts) for a, b in
+                    zip(path.loc[both, "e_hull"], reference.loc[both, "e_hull"], strict=True)))
+    sun = int((path["is_sun"] == reference["is_sun"]).sum())
+    return {"tier_agreement": [tiers, int(both.sum()), list(wilson(tiers, int(both.sum())))],
+            "sun_agreement": [sun, len(path), list(wilson(sun, len(path)))],
+            "e_hull_mae": float(np.nanmean(np.abs(path.loc[both, "e_hull"] - reference.loc[both, "e_hull"])))}
 
 
 if __name__ == "__main__":

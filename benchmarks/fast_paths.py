@@ -203,7 +203,8 @@ def bound_report(paths: list[Path]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tables", nargs="+", type=Path, help="scoring_profile.py parquet files")
-    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
+    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here (replacing only the "
+                        "rows of the files judged now)")
     parser.add_argument("overrides", nargs="*", default=[], help="evaluate overrides (the novelty reference)")
     args = parser.parse_args()
     cfg = compose("evaluate", ["samples=-", "out=-", "tracking.uri=null", *args.overrides])
@@ -217,8 +218,11 @@ def main() -> None:
               f"({row['n_sun']}/{row['n_sun_reference']})  MAE {row['e_hull_mae']*1000:5.1f} meV  calls "
               f"{row['calls_vs_reference']:.2f}x ref, {row['calls_vs_default'] or float('nan'):.2f}x default"
               f"{'  ELIGIBLE' if row['eligible'] else ''}  {row['flips'] or ''}")
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=1))
+    if args.out:  # rows of files judged before and not now are kept: one table grows file by file
+        judged = {row["file"] for row in rows}
+        kept = [row for row in json.loads(args.out.read_text()) if row["file"] not in judged] if args.out.is_file() \
+            else []
+        args.out.write_text(json.dumps(kept + rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def test_the_committed_agreement_table_is_consistent_and_no_failing_fast_path_is
     # every path of a file is judged on the same crystals, >= 300 of them (the floor)
     per_file = {row["file"]: row["n"] for row in rows}
     assert all(row["n"] == per_file[row["file"]] >= 300 for row in rows)
-    assert {"authors_mix.parquet", "sft_all.parquet"} <= set(per_file)
+    assert {"authors_mix.parquet", "sft_all.parquet", "rlip.parquet"} <= set(per_file)  # both models + the authors
     for row in rows:
         assert row["eligible"] == (row["tier_agreement"] >= 0.99 and row["sun_agreement"] >= 0.99)
         lo, hi = wilson(round(row["tier_agreement"] * row["n"]), row["n"])

@@ -30,7 +30,7 @@ from plaidpp.evaluation.tiers import tier
 from plaidpp.evaluation.workers import pool_for
 from plaidpp.runtime import n_workers
 from plaidpp.settings.evaluation import TORCHSIM_BACKENDS
-from plaidpp.stats import wilson
+from plaidpp.stats import agreement
 
 TODAY = ("relax.steps=150", "relax.fmax=0.05", "relax.share_duplicates=false", "relax.tier_exit=false")
 SAMPLES = PROJECT_ROOT / "data/samples/sft.jsonl"
@@ -99,13 +99,10 @@ def agreement(path: pd.DataFrame, reference: pd.DataFrame, cuts: tuple[float, fl
     """How often ``path`` gives the reference relaxation's tier (crystals both relaxed) and S.U.N. flag (every
     sample), with Wilson intervals, and the E_hull MAE."""
     both = path["relax_ok"] & reference["relax_ok"]
-    tiers = int(sum(tier(a, *cuts) == tier(b, *cuts) for a, b in
-                    zip(path.loc[both, "e_hull"], reference.loc[both, "e_hull"], strict=True)))
-    sun = int((path["is_sun"] == reference["is_sun"]).sum())
-    return {"tier_agreement": [tiers, int(both.sum()), list(wilson(tiers, int(both.sum())))],
-            "sun_agreement": [sun, len(path), list(wilson(sun, len(path)))],
+    tiers = agreement([tier(x, *cuts) for x in path.loc[both, "e_hull"]],
+                      [tier(x, *cuts) for x in reference.loc[both, "e_hull"]])
+    return {"tier_agreement": list(tiers), "sun_agreement": list(agreement(path["is_sun"], reference["is_sun"])),
             "e_hull_mae": float(np.nanmean(np.abs(path.loc[both, "e_hull"] - reference.loc[both, "e_hull"])))}
-
 
 if __name__ == "__main__":
     main()

@@ -33,7 +33,7 @@ from plaidpp.evaluation.novelty import Matching, novelty, uniqueness
 from plaidpp.evaluation.score import get_training_set
 from plaidpp.evaluation.tiers import TIER_NAMES, TierExitRule, exit_index, tier
 from plaidpp.representation import get
-from plaidpp.stats import wilson
+from plaidpp.stats import agreement
 
 STABLE, METASTABLE = 0.0, 0.1  # the evaluation's cuts (conf/evaluate.yaml thresholds)
 RULE = 0.99  # the agreement a fast path needs to become a default
@@ -158,13 +158,13 @@ def judge(path: Path, cfg) -> list[dict]:
             reference = {"tiers": tiers, "sun": sun, "e_hull": e_hull, "calls": calls}
         if name.startswith("default 150"):
             default_calls = calls
-        n = len(frame)
-        tier_agree, sun_agree = int((tiers == reference["tiers"]).sum()), int((sun == reference["sun"]).sum())
+        (tier_agree, n, tier_ci), (sun_agree, _, sun_ci) = agreement(tiers, reference["tiers"]), agreement(
+            sun, reference["sun"])
         flips = pd.crosstab(pd.Series(reference["tiers"], name="reference"), pd.Series(tiers, name="path"))
         results.append({
             "file": path.name, "rule": name, "n": n,
-            "tier_agreement": tier_agree / n, "tier_agreement_ci95": list(wilson(tier_agree, n)),
-            "sun_agreement": sun_agree / n, "sun_agreement_ci95": list(wilson(sun_agree, n)),
+            "tier_agreement": tier_agree / n, "tier_agreement_ci95": tier_ci,
+            "sun_agreement": sun_agree / n, "sun_agreement_ci95": sun_ci,
             "n_sun": int(sun.sum()), "n_sun_reference": int(reference["sun"].sum()),
             "tier_counts": {TIER_NAMES[k]: int((tiers == k).sum()) for k in range(3)},
             "flips": {f"{TIER_NAMES[a]}->{TIER_NAMES[b]}": int(flips.at[a, b]) for a in flips.index

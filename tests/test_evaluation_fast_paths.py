@@ -164,3 +164,12 @@ def test_the_committed_agreement_table_is_consistent_and_no_failing_fast_path_is
     default = f"{relax.steps}/{relax.fmax}"
     judged = [row for row in rows if row["rule"] in (default, f"paper {default}")]
     assert len(judged) == len(per_file) and all(row["eligible"] for row in judged)
+
+
+def test_agreement_counts_places_and_refuses_unequal_lengths():
+    from plaidpp.stats import agreement, wilson
+
+    assert agreement([0, 1, 2, 2], [0, 2, 2, 2]) == (3, 4, wilson(3, 4))
+    assert agreement([True, False], [True, False])[:2] == (2, 2)
+    with pytest.raises(ValueError, match="agreement"):
+        agreement([0, 1], [0])

@@ -124,26 +124,27 @@ def _finished(state, flights: list[_Flight], settings: RelaxSettings) -> list[in
     import torch
     from torch_sim.quantities import systemwise_max_force
 
-    energy = state.energy.detach()
-    atom_fmax = systemwise_max_force(state).detach()
-    cell_fmax = state.cell_forces.detach().norm(dim=2).max(dim=1).values
+    # one transfer per quantity, not one per crystal (a device tensor indexed per element syncs every time)
+    energy = state.energy.detach().tolist()
+    atom_fmax = systemwise_max_force(state).detach().tolist()
+    cell_fmax = state.cell_forces.detach().norm(dim=2).max(dim=1).values.tolist()
     nan_systems = set(state.system_idx[~torch.isfinite(state.forces).all(dim=1)].tolist())
-    volume = torch.linalg.det(state.cell).abs().detach()
+    volume = torch.linalg.det(state.cell).abs().detach().tolist()
     low, high = settings.energy_window
     done = []
     for k, flight in enumerate(flights):
-        e_atom = float(energy[k]) / flight.n_atoms
+        e_atom = energy[k] / flight.n_atoms
         r = flight.result
-        if not math.isfinite(float(energy[k])) or k in nan_systems:
-            r.fail_reason, r.fail_detail = "energy_nan", f"energy={float(energy[k])}"
+        if not math.isfinite(energy[k]) or k in nan_systems:
+            r.fail_reason, r.fail_detail = "energy_nan", f"energy={energy[k]}"
         elif not low <= e_atom <= high:
             r.fail_reason, r.fail_detail = "energy_out_of_range", f"{e_atom:.3g} eV/atom"
-        elif float(volume[k]) / flight.n_atoms > settings.max_volume_per_atom:
-            r.fail_reason, r.fail_detail = "cell_exploded", f"{float(volume[k]) / flight.n_atoms:.1f} A^3/atom"
+        elif volume[k] / flight.n_atoms > settings.max_volume_per_atom:
+            r.fail_reason, r.fail_detail = "cell_exploded", f"{volume[k] / flight.n_atoms:.1f} A^3/atom"
         elif time.monotonic() - flight.start > settings.time_limit_s * settings.batch_size:
             # in flight with up to batch_size others: the per-crystal limit scaled by the crystals sharing its calls
             r.fail_reason, r.fail_detail = "relax_timeout", f"> {settings.time_limit_s * settings.batch_size:.0f} s"
-        r.converged = max(float(atom_fmax[k]), float(cell_fmax[k])) < settings.fmax
+        r.converged = max(atom_fmax[k], cell_fmax[k]) < settings.fmax
         if r.fail_reason or r.converged or r.n_steps >= settings.steps:
             done.append(k)
     return done

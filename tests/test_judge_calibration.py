@@ -60,7 +60,7 @@ def test_esen_reference_recomputes_e_hull_and_the_authors_convention(mp20_rows, 
                      "relaxed_cif": "data_x\n_cell_length_a 3\n", "e_above_hull": 0.0}
     ref = esen_reference(labels, esen_cfg)
     assert ref["esen_e_hull"][:3].tolist() == pytest.approx([0.05, -0.02, 0.3], abs=1e-6)
-    assert ref["correction_kind"][:3].tolist() == ["gga_anion", "gga+u", "none"]
+    assert ref["correction_kind"][:3].tolist() == ["gga_anion_lowered", "gga+u", "none"]
     # the authors drop a plain-GGA oxide's anion correction (negative): it comes out less stable, by that much
     correction = energy_terms(plain_oxide, 0.0, esen_cfg, get_hull(esen_cfg))[0]
     assert correction < 0
@@ -69,7 +69,9 @@ def test_esen_reference_recomputes_e_hull_and_the_authors_convention(mp20_rows, 
     assert ref.at[3, "reference_fail"].startswith("relaxed_cif:") and math.isnan(ref.at[3, "esen_e_hull"])
     report = reference_report(ref)
     assert report["n_ok"] == 3 and sum(report["fail_reasons"].values()) == 1
-    assert report["kind gga_anion"]["consistent_minus_authors_median_eV"] == pytest.approx(
+    assert report["metastable_consistent"] == 2 and report["metastable_authors_convention"] == 1 + (
+        0.05 - correction / len(plain_oxide) <= 0.1)
+    assert report["kind gga_anion_lowered"]["consistent_minus_authors_median_eV"] == pytest.approx(
         correction / len(plain_oxide), abs=1e-4)
 
 

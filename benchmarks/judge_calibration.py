@@ -50,8 +50,10 @@ from plaidpp.evaluation.energy import mp_hubbards
 from plaidpp.evaluation.inputs import parse_cif, read_samples
 from plaidpp.evaluation.novelty import Matching
 from plaidpp.evaluation.score import get_hull, score_samples
+from plaidpp.evaluation.compare import agreement as potentials_agree
+from plaidpp.evaluation.compare import tiers
 from plaidpp.evaluation.steps import EnergyTermError, energy_terms
-from plaidpp.evaluation.tiers import TIER_NAMES, tier
+from plaidpp.evaluation.tiers import TIER_NAMES
 from plaidpp.evaluation.watchers import TrajectoryRecorder
 from plaidpp.runtime import n_workers
 from plaidpp.stats import agreement
@@ -212,7 +214,7 @@ def judge_rows(table: pd.DataFrame, reference: pd.DataFrame, time_limit: float) 
                "fmax": float(stop[2]) if stop else None, "n_crystals": int(len(table)),
                "n_compared": int(both.sum()), "n_reference_failed": int((~np.isfinite(ref_e)).sum()),
                "judge_failed": table.loc[judge_fail, "fail_reason"].fillna("no_energy").value_counts().to_dict(),
-               "confusion": [[int(np.sum((_tiers(ours) == a) & (_tiers(theirs) == b))) for b in range(3)]
+               "confusion": [[int(np.sum((tiers(ours, *CUTS) == a) & (tiers(theirs, *CUTS) == b))) for b in range(3)]
                              for a in range(3)],
                "confusion_axes": f"rows: judge tier {TIER_NAMES}, columns: eSEN tier",
                "e_hull_mae_eV": round(float(np.mean(np.abs(ours - theirs))), 4),
@@ -224,9 +226,13 @@ def judge_rows(table: pd.DataFrame, reference: pd.DataFrame, time_limit: float) 
             row[label] = {k: (round(v, 4) if isinstance(v, float) else v)
                           for k, v in classification(ours <= cut, theirs <= cut).items()}
             row[label]["n_judge"], row[label]["n_esen"] = int((ours <= cut).sum()), int((theirs <= cut).sum())
-        row["tier_agreement_3"] = list(agreement(_tiers(ours), _tiers(theirs)))
-        row["agreement_per_core_second"] = round(row["tier_agreement_3"][0] / row["n_compared"]
-                                                 / row["core_seconds_per_crystal"], 4) if row["n_compared"] else None
+        # three tiers at once, with Cohen's kappa and the rank correlation of E_hull (the potentials' comparison)
+        three = potentials_agree(*(pd.DataFrame({"index": np.arange(both.sum()), "e_hull": x, "relax_ok": True})
+                                   for x in (ours, theirs)), *CUTS)
+        row["three_tiers"] = {k: three.get(k) for k in ("tier_agreement", "tier_agreement_ci95", "kappa",
+                                                        "spearman_e_hull")}
+        row["agreement_per_core_second"] = round(three["tier_agreement"] / row["core_seconds_per_crystal"], 4) \
+            if row["n_compared"] else None
         if name in MATCHED_SETTINGS:
             matching, matched = Matching(time_limit), 0
             for k in np.flatnonzero(both):
@@ -239,10 +245,6 @@ def judge_rows(table: pd.DataFrame, reference: pd.DataFrame, time_limit: float) 
             row["matcher_failures"] = dict(matching.failures)
         out.append(row)
     return out
-
-
-def _tiers(e_hull: np.ndarray) -> np.ndarray:
-    return np.array([tier(x, *CUTS) for x in e_hull], dtype=int)
 
 
 def main() -> None:
@@ -270,13 +272,16 @@ def main() -> None:
         return
     record_path = args.out / "record.json"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {"judges": []}
-    record.update({"files": [p.name for p in args.labelled], "n": len(rows), "seed": args.seed,
+    record.update({"files": [p.name for p in args.labelled], "n": len(rows), "seed": args.seed, "cuts": list(CUTS),
                    "reference": reference_report(reference)})
     print(json.dumps(record["reference"], indent=1))
     time_limit = config(args.mlips[0]).novelty.matcher_time_limit_s
     for mlip in args.mlips:
         table = score_chunks(rows, mlip, args.out)
         new = judge_rows(table, reference, time_limit)
+        for row in new:  # the relaxation each plain stopping rule stands for, as summary.json names it
+            row["relax"] = None if row["steps"] is None else compose("evaluate", [
+                "samples=-", "out=-", f"relax.steps={row['steps']}", f"relax.fmax={row['fmax']}"]).relax.cache_tag()
         record["judges"] = [r for r in record["judges"] if r["judge"] != new[0]["judge"]] + new
         record_path.write_text(json.dumps(record, indent=1))  # after every judge: nothing measured is lost
         for row in (r for r in new if r["steps"] is not None):  # the tier exits are in the record

@@ -105,6 +105,7 @@ def test_judge_rows_compare_tiers_biases_and_structures_per_setting(mp20_rows):
     assert paper["tier_agreement_at_0.0"][:2] == [4, 4] and paper["tier_agreement_at_0.1"][:2] == [3, 4]
     assert paper["metastable"]["precision"] == pytest.approx(2 / 3, abs=1e-4) and paper["metastable"]["recall"] == 1.0
     assert paper["e_hull_median_bias_eV"] == pytest.approx(np.median(np.subtract(ours, theirs)), abs=1e-4)
+    assert paper["three_tiers"]["tier_agreement"] == 0.75 and paper["three_tiers"]["kappa"] is not None
     assert paper["matches_esen_structure"] == [4, 4]  # the same crystals: every one matches
     # stopped at step 1, 0.06 eV/atom higher: the stable crystal is metastable there, and it costs 2 calls, not 3
     assert short["confusion"][1][0] == 1 and short["force_calls_per_crystal"] == pytest.approx(8 / 5)
@@ -134,10 +135,43 @@ def test_load_confusion_finds_the_judge_and_relaxation_or_says_none(tmp_path):
     import json
 
     record = tmp_path / "record.json"
-    assert load_confusion(record, "sevennet:7net-0:", 500, 0.02) is None
-    record.write_text(json.dumps({"files": ["1.csv.gz"], "judges": [
-        {"judge": "sevennet:7net-0:", "steps": 500, "fmax": 0.02, "confusion": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
-        {"judge": "sevennet:7net-0:", "steps": None, "fmax": None, "confusion": []}]}))
-    row = load_confusion(record, "sevennet:7net-0:", 500, 0.02)
+    paper = "steps=500:fmax=0.02:filter=frechet:primitive=True"
+    assert load_confusion(record, "sevennet:7net-0:", paper) is None
+    record.write_text(json.dumps({"files": ["1.csv.gz"], "cuts": [0.0, 0.1], "judges": [
+        {"judge": "sevennet:7net-0:", "relax": paper, "confusion": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]},
+        {"judge": "sevennet:7net-0:", "relax": None, "confusion": []}]}))
+    row = load_confusion(record, "sevennet:7net-0:", paper)
     assert row["confusion"][0] == [1, 0, 0] and row["files"] == ["1.csv.gz"]
-    assert load_confusion(record, "chgnet:0.3.0:", 500, 0.02) is None
+    assert load_confusion(record, "chgnet:0.3.0:", paper) is None
+    assert load_confusion(record, "sevennet:7net-0:", paper.replace("500", "150")) is None
+
+
+def test_the_report_prints_the_rate_the_paper_judge_would_count_beside_the_judges_own(tmp_path):
+    import json
+
+    from plaidpp.reporting.report import paper_judge_section
+
+    relax = "steps=500:fmax=0.02:filter=frechet:primitive=True"
+    record = tmp_path / "record.json"
+    # the judge's stable crystals are stable to eSEN half the time, its metastable ones a tenth of the time
+    record.write_text(json.dumps({"files": ["1.csv.gz"], "cuts": [0.0, 0.1], "judges": [
+        {"judge": "sevennet:7net-0:", "relax": relax, "confusion": [[20, 20, 0], [5, 40, 5], [0, 0, 50]],
+         "n_compared": 140, "e_hull_median_bias_eV": -0.02, "stable": {"n_judge": 40, "n_esen": 25}}]}))
+    # 10 samples: 8 relaxed (2 stable, 2 metastable, 4 unstable), 1 stable one a duplicate, 1 metastable not novel
+    table = pd.DataFrame({"relax_ok": [True] * 8 + [False] * 2,
+                          "e_hull": [-0.1, -0.01, 0.05, 0.08, 0.2, 0.3, 0.4, 0.5, math.nan, math.nan],
+                          "is_novel": [True, True, True, False] + [True] * 6,
+                          "is_unique": [True, False] + [True] * 8})
+    summary = {"mlip": "sevennet:7net-0:", "relax_settings": relax, "n_requested": 10, "stability_rate": 0.2,
+               "stability_rate_ci95": [0.06, 0.51], "sun_rate": 0.1, "sun_rate_ci95": [0.02, 0.4]}
+    other = {**summary, "mlip": "chgnet:0.3.0:"}
+    lines = paper_judge_section({"SFT baseline": (summary, table), "other": (other, table)}, record)
+    page = "\n".join(lines)
+    stable = expected_rate([2, 2, 4], 10, [[20, 20, 0], [5, 40, 5], [0, 0, 50]])  # (2 * 0.5 + 2 * 0.1) / 10
+    sun = expected_rate([1, 1, 4], 10, [[20, 20, 0], [5, 40, 5], [0, 0, 50]])  # novel and first of their class
+    assert stable["estimate"] == pytest.approx(0.12) and sun["estimate"] == pytest.approx(0.06)
+    row = next(line for line in lines if line.startswith("| SFT baseline"))
+    assert "20.0 % [6.0, 51.0]" in row and f"{100 * stable['estimate']:.1f} % [{100 * stable['ci95'][0]:.1f}," in row
+    assert f"{100 * sun['estimate']:.1f} % [" in row and "140, -20 meV/atom, 40 / 25" in row
+    assert "no calibration of this judge" in next(line for line in lines if line.startswith("| other"))
+    assert paper_judge_section({"SFT baseline": (None, None)}, record) == [] and "eSEN" in page

@@ -50,15 +50,24 @@ def expected_rate(tier_counts: list[int], n: int, confusion: list[list[int]], ta
             "q": [round(float(x), 4) for x in q]}
 
 
-def load_confusion(path: str | Path, judge: str, steps: int, fmax: float) -> dict[str, Any] | None:
-    """The calibration row of ``judge`` (an mlip cache tag, as ``summary.json`` names it) relaxing ``steps`` FIRE
-    steps to ``fmax`` from a ``judge_calibration.py`` record; None when the record or the row is missing (the
-    caller says so: it does not guess)."""
+def load_confusion(path: str | Path, judge: str, relax: str) -> dict[str, Any] | None:
+    """The calibration row of ``judge`` relaxing as ``relax`` (the mlip and relaxation cache tags, as
+    ``summary.json`` names them: ``mlip``, ``relax_settings``) from a ``judge_calibration.py`` record; None when
+    the record or the row is missing (the caller says so: it does not guess)."""
     path = Path(path)
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
     for row in record.get("judges", []):
-        if row["judge"] == judge and row["steps"] == steps and row["fmax"] == fmax:
-            return {**row, "files": record.get("files")}
+        if row["judge"] == judge and row.get("relax") == relax:
+            return {**row, "files": record["files"], "cuts": record["cuts"]}
     return None
+
+
+
+def tier_counts(e_hull: Any, cuts: list[float]) -> list[int]:
+    """Crystals per tier (stable, metastable, unstable) of finite E_hull values (eV/atom) at ``cuts``."""
+    values = np.asarray(e_hull, dtype=float)
+    values = values[np.isfinite(values)]
+    return [int((values <= cuts[0]).sum()), int(((values > cuts[0]) & (values <= cuts[1])).sum()),
+            int((values > cuts[1]).sum())]

@@ -164,6 +164,10 @@ class ReportSettings:
                                 path=READS)
     training_rows: str = setting("${paths.root}/data/processed", help="the prepared training crystals (their "
                                  "space groups, for the distribution figure)", path=READS)
+    judge_calibration: str = setting("${paths.root}/benchmarks/results/judge_calibration/record.json",
+                                     help="benchmarks/judge_calibration.py's record: each judge's confusion with "
+                                     "the paper's (eSEN) on generated crystals, for the rates eSEN would count",
+                                     path=READS)
     top_crystals: int = setting(8, help="S.U.N. crystals pictured per model, lowest E_hull first", ge=0)
 
 

@@ -32,6 +32,7 @@ the paper's judge would have counted. Run it alone: two cores are all there is.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -68,22 +69,23 @@ MATCHED_SETTINGS = ("paper 500/0.02", "default 150/0.05")  # StructureMatcher ag
 # ------------------------------------------------------------------------------------------ the reference
 
 def labelled(paths: list[Path], n: int, seed: int) -> tuple[list[dict], pd.DataFrame]:
-    """``n`` crystals drawn evenly over the files: the rows to score (as generated) and their labels."""
+    """``n`` crystals drawn evenly over the files, dealt in turn (any prefix of the list is balanced over the
+    files, so a run stopped early still speaks for all of them): the rows to score (as generated), their labels."""
     per_file = math.ceil(n / len(paths))
-    rows, labels = [], []
+    drawn = []
     for path in paths:
         frame = pd.read_csv(path)
         for column in ("cif", "relaxed_energy", "relaxed_cif", "e_above_hull"):
             if column not in frame.columns:
                 raise SystemExit(f"{path} has no {column!r} column: not a labelled file (PROVENANCE.md)")
         samples = read_samples(path)  # the evaluation's own reader: row k of the file is sample k
-        picked = frame.sample(n=min(per_file, len(frame)), random_state=seed).index
         stem = path.name.split(".")[0]
-        for k in picked:
-            rows.append({**samples[k], "sample_id": f"{stem}:{k}"})
-            labels.append({"sample_id": f"{stem}:{k}", "file": path.name,
-                           **frame.loc[k, ["relaxed_energy", "relaxed_cif", "e_above_hull"]].to_dict()})
-    return rows[:n], pd.DataFrame(labels[:n])
+        drawn.append([({**samples[k], "sample_id": f"{stem}:{k}"},
+                       {"sample_id": f"{stem}:{k}", "file": path.name,
+                        **frame.loc[k, ["relaxed_energy", "relaxed_cif", "e_above_hull"]].to_dict()})
+                      for k in frame.sample(n=min(per_file, len(frame)), random_state=seed).index])
+    dealt = [pair for turn in itertools.zip_longest(*drawn) for pair in turn if pair is not None][:n]
+    return [row for row, _ in dealt], pd.DataFrame([label for _, label in dealt])
 
 
 def esen_reference(labels: pd.DataFrame, cfg) -> pd.DataFrame:
@@ -150,9 +152,9 @@ def config(mlip: str):
                                 f"mlip={mlip}", *PAPER])
 
 
-def score_chunks(rows: list[dict], mlip: str, out: Path) -> pd.DataFrame:
+def score_chunks(rows: list[dict], mlip: str, out: Path, score: bool = True) -> pd.DataFrame:
     """The judge's scored table at the paper's relaxation, with trajectories, chunk by chunk; chunks already on
-    disk (same crystals) are read back, not scored again."""
+    disk (same crystals) are read back, not scored again. ``score=False``: only those, up to the first missing."""
     cfg = config(mlip)
     folder = out / mlip
     folder.mkdir(parents=True, exist_ok=True)
@@ -166,6 +168,8 @@ def score_chunks(rows: list[dict], mlip: str, out: Path) -> pd.DataFrame:
             if table["sample_id"].tolist() == ids:
                 parts.append(table)
                 continue
+        if not score:
+            break
         begin = time.perf_counter()
         table, summary = score_samples(chunk, cfg, watcher_for=lambda i, s: TrajectoryRecorder())
         # core-seconds per crystal: the chunk's wall time times the workers that shared it
@@ -174,6 +178,8 @@ def score_chunks(rows: list[dict], mlip: str, out: Path) -> pd.DataFrame:
         table.to_parquet(path)
         parts.append(table)
         print(f"{mlip}: {start + len(chunk)} of {len(rows)} crystals scored", flush=True)
+    if not parts:
+        raise SystemExit(f"no scored chunk of {mlip} in {folder}")
     return pd.concat(parts, ignore_index=True)
 
 
@@ -254,6 +260,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mlips", nargs="+", default=["sevennet", "chgnet", "sevennet_l3i5", "sevennet_mf0"])
     parser.add_argument("--out", type=Path, default=OUT, help="folder: scored chunks per judge and record.json")
+    parser.add_argument("--scored-only", action="store_true", help="judge the chunks already scored (a run stopped "
+                        "early: its balanced prefix), scoring nothing")
     parser.add_argument("--reference-only", action="store_true", help="only the reference's report (no relaxation:"
                         " a minute for every released crystal, --n 100000), written to <out>/reference.json")
     args = parser.parse_args()
@@ -277,7 +285,7 @@ def main() -> None:
     print(json.dumps(record["reference"], indent=1))
     time_limit = config(args.mlips[0]).novelty.matcher_time_limit_s
     for mlip in args.mlips:
-        table = score_chunks(rows, mlip, args.out)
+        table = score_chunks(rows, mlip, args.out, score=not args.scored_only)
         new = judge_rows(table, reference, time_limit)
         for row in new:  # the relaxation each plain stopping rule stands for, as summary.json names it
             row["relax"] = None if row["steps"] is None else compose("evaluate", [

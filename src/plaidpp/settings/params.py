@@ -99,6 +99,9 @@ class RlipParams:
                                                feeds={"rlip": _value("evaluation.endpoint_unconditional")})
     eval_endpoint_per_spacegroup: int = setting(help="the same per target space group", ge=0,
                                                 feeds={"rlip": _value("evaluation.endpoint_per_spacegroup")})
+    audit_samples: int = setting(help="evaluation samples of each iteration the reward potential judges again "
+                                 "(the reward-hacking audit), evenly spaced over its prompts", ge=1,
+                                 feeds={"rlip": _value("evaluation.audit_samples")})
 
 
 @dataclass

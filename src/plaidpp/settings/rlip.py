@@ -136,7 +136,7 @@ class EvaluationSettings:
                                         "temperature", gt=0)
     audit: bool = setting(True, help="score each evaluation sample again with the reward potential: how often the "
                           "two agree on the tier, and the rank correlation of their E_hull (is the reward hacked?)")
-    audit_samples: int | None = setting(None, help="audit at most this many of an iteration's evaluation samples, "
+    audit_samples: int | None = setting(help="audit at most this many of an iteration's evaluation samples, "
                                         "evenly spaced over its prompts (one reward relaxation each); null = all",
                                         ge=1)
 

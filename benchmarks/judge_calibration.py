@@ -253,6 +253,29 @@ def judge_rows(table: pd.DataFrame, reference: pd.DataFrame, time_limit: float) 
     return out
 
 
+def markdown(record: dict) -> str:
+    """The docs' table: one row per judge and plain stopping rule."""
+    lines = ["| judge | relaxation | n | tiers at 0 (95 %) | tiers at 0.1 (95 %) | stable: judge / eSEN, precision, "
+             "recall | metastable: precision, recall | E_hull MAE, median bias (eV/atom) | same crystal as eSEN | "
+             "force calls, core-s per crystal |", "|---" * 10 + "|"]
+    for row in record["judges"]:
+        if row["steps"] is None:
+            continue
+        cells = []
+        for cut in CUTS:
+            k, n, ci = row[f"tier_agreement_at_{cut}"]
+            cells.append(f"{100 * k / n:.1f} % [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if n else "–")
+        st, me = row["stable"], row["metastable"]
+        match = row.get("matches_esen_structure")
+        lines.append(f"| `{row['judge']}` | {row['steps']} / {row['fmax']} | {row['n_compared']} | {cells[0]} | "
+                     f"{cells[1]} | {st['n_judge']} / {st['n_esen']}, {st['precision']:.2f}, {st['recall']:.2f} | "
+                     f"{me['precision']:.2f}, {me['recall']:.2f} | {row['e_hull_mae_eV']:.3f}, "
+                     f"{row['e_hull_median_bias_eV']:+.3f} | "
+                     f"{'–' if not match else f'{100 * match[0] / max(1, match[1]):.1f} %'} | "
+                     f"{row['force_calls_per_crystal']:.0f}, {row['core_seconds_per_crystal']:.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("labelled", nargs="+", type=Path, help="the authors' *_esen_ehull_results_sun.csv.gz files")
@@ -262,9 +285,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT, help="folder: scored chunks per judge and record.json")
     parser.add_argument("--scored-only", action="store_true", help="judge the chunks already scored (a run stopped "
                         "early: its balanced prefix), scoring nothing")
+    parser.add_argument("--markdown", action="store_true", help="print the record's table for the docs and stop")
     parser.add_argument("--reference-only", action="store_true", help="only the reference's report (no relaxation:"
                         " a minute for every released crystal, --n 100000), written to <out>/reference.json")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown(json.loads((args.out / "record.json").read_text())))
+        return
     for path in args.labelled:
         if not path.is_file():
             raise SystemExit(f"labelled file not found: {path}")

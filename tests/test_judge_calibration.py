@@ -19,7 +19,7 @@ from plaidpp.evaluation.steps import energy_terms
 from plaidpp.reporting.calibrated import expected_rate, load_confusion
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
-from judge_calibration import esen_reference, judge_rows, reference_report  # noqa: E402 - the benchmark's own
+from judge_calibration import esen_reference, judge_rows, markdown, reference_report  # noqa: E402 - the benchmark's own
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,9 @@ def test_judge_rows_compare_tiers_biases_and_structures_per_setting(mp20_rows):
     # stopped at step 1, 0.06 eV/atom higher: the stable crystal is metastable there, and it costs 2 calls, not 3
     assert short["confusion"][1][0] == 1 and short["force_calls_per_crystal"] == pytest.approx(8 / 5)
     assert short["core_seconds_per_crystal"] < paper["core_seconds_per_crystal"] == pytest.approx(3.0)
+    table = markdown({"judges": list(rows.values())}).splitlines()
+    assert len(table) == 2 + sum(row["steps"] is not None for row in rows.values())  # tier exits stay out
+    assert "| `sevennet:7net-0:` | 500 / 0.02 | 4 | 100.0 % [" in table[2] and "| 100.0 % |" in table[2]
 
 
 def test_expected_rate_reads_the_confusion_matrix_and_carries_both_uncertainties():

@@ -166,6 +166,9 @@ def score_chunks(rows: list[dict], mlip: str, out: Path, score: bool = True) -> 
         if path.exists():
             table = pd.read_parquet(path)
             if table["sample_id"].tolist() == ids:
+                if not table["trajectory"].map(lambda t: not isinstance(t, dict) or "kept" in t).all():
+                    table = thin(table)  # a chunk written before thinning
+                    table.to_parquet(path)
                 parts.append(table)
                 continue
         if not score:
@@ -175,12 +178,36 @@ def score_chunks(rows: list[dict], mlip: str, out: Path, score: bool = True) -> 
         # core-seconds per crystal: the chunk's wall time times the workers that shared it
         table["chunk_core_seconds"] = (time.perf_counter() - begin) * n_workers(cfg.workers) / len(chunk)
         table["judge"], table["load"] = cfg.mlip.cache_tag(), os.getloadavg()[0]
+        table = thin(table)
         table.to_parquet(path)
         parts.append(table)
         print(f"{mlip}: {start + len(chunk)} of {len(rows)} crystals scored", flush=True)
     if not parts:
         raise SystemExit(f"no scored chunk of {mlip} in {folder}")
     return pd.concat(parts, ignore_index=True)
+
+
+def thin(table: pd.DataFrame) -> pd.DataFrame:
+    """Each trajectory with energy and fmax at every step but the cell and coordinates only at the steps where the
+    matched settings stop (about 20 kB a crystal instead of a megabyte: the chunks stay small enough to commit, so
+    a later session resumes from them)."""
+    stops = [rules()[name][0] for name in MATCHED_SETTINGS]
+    thinned = []
+    for traj in table["trajectory"]:
+        if not isinstance(traj, dict) or "kept" in traj:
+            thinned.append(traj)
+            continue
+        energy, fmax = np.asarray(traj["energy_per_atom"], float), np.asarray(traj["fmax"], float)
+        kept = sorted({int(stop(energy, fmax, 0.0)) for stop in stops}) if energy.size else []
+        thinned.append({"energy_per_atom": energy.tolist(), "fmax": fmax.tolist(), "symbols": list(traj["symbols"]),
+                        "kept": kept, "cells": [np.stack(traj["cells"][k]).tolist() for k in kept],
+                        "frac": [np.stack(traj["frac"][k]).tolist() for k in kept]})
+    return table.assign(trajectory=thinned)
+
+
+def _structure(traj: dict, step: int) -> Structure:
+    """The crystal at ``step`` of a trajectory, thinned or not."""
+    return structure_at(traj, list(traj["kept"]).index(step) if "kept" in traj else step)
 
 
 def settings_of(table: pd.DataFrame):
@@ -246,7 +273,7 @@ def judge_rows(table: pd.DataFrame, reference: pd.DataFrame, time_limit: float) 
                 if sid not in esen_structures:
                     esen_structures[sid] = parse_cif(ref.loc[sid, "relaxed_cif"])
                 traj, t = at[k]
-                matched += matching.fit(structure_at(traj, t), esen_structures[sid])
+                matched += matching.fit(_structure(traj, t), esen_structures[sid])
             row["matches_esen_structure"] = [int(matched), int(both.sum())]
             row["matcher_failures"] = dict(matching.failures)
         out.append(row)

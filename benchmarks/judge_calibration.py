@@ -247,8 +247,8 @@ def judge_rows(table: pd.DataFrame, reference: pd.DataFrame, time_limit: float) 
                "fmax": float(stop[2]) if stop else None, "n_crystals": int(len(table)),
                "n_compared": int(both.sum()), "n_reference_failed": int((~np.isfinite(ref_e)).sum()),
                "judge_failed": table.loc[judge_fail, "fail_reason"].fillna("no_energy").value_counts().to_dict(),
-               "confusion": [[int(np.sum((tiers(ours, *CUTS) == a) & (tiers(theirs, *CUTS) == b))) for b in range(3)]
-                             for a in range(3)],
+               "confusion": np.histogram2d(tiers(ours, *CUTS), tiers(theirs, *CUTS), bins=3, range=[[0, 3], [0, 3]])[0]
+               .astype(int).tolist(),
                "confusion_axes": f"rows: judge tier {TIER_NAMES}, columns: eSEN tier",
                "e_hull_mae_eV": round(float(np.mean(np.abs(ours - theirs))), 4),
                "e_hull_median_bias_eV": round(float(np.median(ours - theirs)), 4),

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from plaidpp.evaluation.compare import tiers
 from plaidpp.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE
 
 N_TIERS = 3  # stable, metastable, unstable (evaluation/tiers.py)
@@ -37,8 +38,7 @@ def expected_rate(tier_counts: list[int], n: int, confusion: list[list[int]], ta
     hits, totals = counts[:, : target + 1].sum(axis=1), counts.sum(axis=1)
     if np.any(totals[m > 0] == 0):  # a tier this run has and the calibration never saw: no estimate
         return {"estimate": None, "ci95": None, "q": None}
-    safe = np.maximum(totals, 1)
-    q = hits / safe
+    q = hits / np.maximum(totals, 1)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     q_draws = rng.beta(hits + 0.5, totals - hits + 0.5, size=(BOOTSTRAP_RESAMPLES, N_TIERS))
     shares = np.append(m, n - m.sum()) / n  # the last cell: samples not eligible (count 0 under any judge)
@@ -64,10 +64,7 @@ def load_confusion(path: str | Path, judge: str, relax: str) -> dict[str, Any] |
     return None
 
 
-
 def tier_counts(e_hull: Any, cuts: list[float]) -> list[int]:
     """Crystals per tier (stable, metastable, unstable) of finite E_hull values (eV/atom) at ``cuts``."""
     values = np.asarray(e_hull, dtype=float)
-    values = values[np.isfinite(values)]
-    return [int((values <= cuts[0]).sum()), int(((values > cuts[0]) & (values <= cuts[1])).sum()),
-            int((values > cuts[1]).sum())]
+    return np.bincount(tiers(values[np.isfinite(values)], *cuts), minlength=N_TIERS).tolist()

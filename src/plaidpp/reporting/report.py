@@ -153,13 +153,6 @@ def table1_section(sources: Sources) -> list[str]:
 
 
 
-def _expected(rate: dict[str, Any]) -> str:
-    if rate["estimate"] is None:
-        return "–"
-    low, high = rate["ci95"]
-    return f"{100 * rate['estimate']:.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
-
-
 def paper_judge_section(models: dict[str, tuple[dict | None, pd.DataFrame | None]], record: str | Path) -> list[str]:
     """The report's "what the paper's judge would count": beside each model's stability and S.U.N., the rates
     eSEN would be expected to give, and the judge's measured bias, or a line saying why there is none."""
@@ -191,8 +184,8 @@ def paper_judge_section(models: dict[str, tuple[dict | None, pd.DataFrame | None
         sun = expected_rate(tier_counts(eligible["e_hull"], cuts), n, row["confusion"])
         own = {k: (summary.get(k), summary.get(f"{k}_ci95")) for k in ("stability_rate", "sun_rate")}
         lines.append(
-            f"| {label} | `{judge}` | {n} | {_rate(*own['stability_rate'])} | {_expected(stable)} | "
-            f"{_rate(*own['sun_rate'])} | {_expected(sun)} | {row['n_compared']}, "
+            f"| {label} | `{judge}` | {n} | {_rate(*own['stability_rate'])} | {_rate(stable['estimate'], stable['ci95'])} | "
+            f"{_rate(*own['sun_rate'])} | {_rate(sun['estimate'], sun['ci95'])} | {row['n_compared']}, "
             f"{1000 * row['e_hull_median_bias_eV']:+.0f} meV/atom, {row['stable']['n_judge']} / "
             f"{row['stable']['n_esen']} |")
     return lines + [""] if len(lines) > header else []

@@ -23,7 +23,9 @@ process (the memory it peaks at is its own, and a part that fails is recorded, n
 
 The CPU scale runs the same code on a 2-layer, 128-wide Qwen2 with the 7B's vocabulary, small counts and
 short batches (``tests/test_bench_gpu.py`` runs it end to end); its figures say nothing about a GPU.
-Writes ``--out`` (default metrics/bench_gpu.json) and prints a table naming the device.
+Writes ``--out`` and prints a table naming the device. The default record follows the scale: the accelerator
+record ``metrics/bench_gpu.json`` (committed) at GPU scale, ``benchmarks/results/bench_gpu_cpu.json`` at CPU scale;
+a CPU-scale run never replaces a GPU-scale record, whatever ``--out`` says (``--force`` to overwrite anyway).
 """
 
 from __future__ import annotations
@@ -368,11 +370,29 @@ def _fmt(figures: dict) -> str:
     return ", ".join(f"{k} {figures[k]}" for k in keys if figures.get(k) is not None)
 
 
+RECORDS = {"gpu": "metrics/bench_gpu.json", "cpu": "benchmarks/results/bench_gpu_cpu.json"}
+
+
+def refuse_to_replace(out: Path, scale: str, force: bool) -> None:
+    """A CPU-scale run must not overwrite an accelerator record: its figures say nothing about a GPU, and the
+    GPU record costs a lent machine to remake."""
+    if force or scale == "gpu" or not out.is_file():
+        return
+    try:
+        previous = json.loads(out.read_text()).get("scale", {}).get("name")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous == "gpu":
+        sys.exit(f"bench_gpu: {out} holds a GPU-scale record; a {scale}-scale run writes elsewhere (--out) "
+                 "or replaces it only with --force")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=("auto", "gpu", "cpu"), default="auto")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)}")
-    parser.add_argument("--out", default="metrics/bench_gpu.json")
+    parser.add_argument("--out", help=f"default {RECORDS['gpu']} (GPU scale) or {RECORDS['cpu']} (CPU scale)")
+    parser.add_argument("--force", action="store_true", help="let a CPU-scale run replace a GPU-scale record")
     parser.add_argument("--work", default=".cache/bench_gpu", help="the random model and scratch files")
     parser.add_argument("--tiny-model", default="models/sft")
     parser.add_argument("--part", help=argparse.SUPPRESS)  # internal: run one part in this process
@@ -382,11 +402,13 @@ def main() -> None:
     if args.scale == "auto":
         args.scale = "gpu" if torch.cuda.is_available() else "cpu"
     scale = GPU if args.scale == "gpu" else CPU
+    args.out = args.out or RECORDS[scale.name]
     Path(args.work).mkdir(parents=True, exist_ok=True)
     if args.part:
         result = globals()[args.part](scale, Path(args.work), args)
         (Path(args.work) / f"{args.part}.json").write_text(json.dumps(result))
         return
+    refuse_to_replace(Path(args.out), scale.name, args.force)
     parts = [p for p in args.parts.split(",") if p]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:

@@ -49,3 +49,16 @@ def test_an_unknown_part_is_refused_in_one_line(tmp_path):
     assert proc.returncode != 0 and proc.stderr.strip().splitlines() == [
         "bench_gpu: unknown part(s) warp_drive; parts: generate_hf, generate_vllm, sft_step, dpo_step, relax, tiny"]
     assert not (tmp_path / "b.json").exists()
+
+
+def test_a_cpu_scale_run_never_replaces_the_accelerator_record(tmp_path):
+    """``make bench-gpu`` on a CPU writes its own record; pointed at a GPU-scale record it refuses (issue 31)."""
+    record = tmp_path / "bench_gpu.json"
+    committed = (PROJECT_ROOT / "metrics" / "bench_gpu.json").read_text()
+    record.write_text(committed)
+    proc = subprocess.run([sys.executable, str(BENCH), "--scale", "cpu", "--out", str(record), "--parts", "tiny",
+                           "--work", str(tmp_path / "work")], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode != 0 and "holds a GPU-scale record" in proc.stderr
+    assert record.read_text() == committed
+    assert json.loads(committed)["scale"]["name"] == "gpu"  # the committed record is the accelerator's

@@ -57,7 +57,7 @@ def test_a_folder_of_cifs_is_scored_from_a_fresh_clone(tmp_path, crystals):
     assert summary["n_requested"] == 7 and set(table.index) == {"a.cif", "b.cif", "train.cif", "b_again.cif",
                                                                  "junk.cif", "binary.cif", "disordered.cif"}
     assert table.loc["junk.cif", "fail_reason"] == "parse:cif_unreadable"
-    assert table.loc["binary.cif", "fail_reason"] == "parse:no_structure"
+    assert table.loc["binary.cif", "fail_reason"] == "input:not_utf8"
     assert table.loc["disordered.cif", "fail_reason"] == "parse:disordered"
     assert table.loc[["a.cif", "b.cif", "train.cif", "b_again.cif"], "relax_ok"].all()
     assert not table.loc["train.cif", "is_novel"] and table.loc[["a.cif", "b.cif"], "is_novel"].all()

@@ -57,9 +57,9 @@ def samples(mp20_rows):
                  "Na 0.000 0.000 0.000 1a\nCl 0.500 0.500 0.500 1a", "spacegroup": None,
          "expect": "invalid_structure:volume_out_of_range"},
         {"text": nacl.replace("Na4", "Po4") + "Po 0.000 0.000 0.000 4a\nCl 0.500 0.500 0.500 4b",
-         "spacegroup": None, "expect": "element_not_in_hull:Po"},
+         "spacegroup": None, "expect": "element_not_in_hull", "detail": "Po"},
         {"text": nacl.replace("Na4", "Am4") + "Am 0.000 0.000 0.000 4a\nCl 0.500 0.500 0.500 4b",
-         "spacegroup": None, "expect": "element_not_in_mlip:Am"},
+         "spacegroup": None, "expect": "element_not_in_mlip", "detail": "Am"},
     ]
     return rows
 
@@ -68,8 +68,10 @@ def test_score_samples_counts_every_failure_and_divides_by_all_requested(tmp_pat
     table, summary = score_samples(samples, _cfg(tmp_path))
     n = len(samples)
     assert summary["n_requested"] == n == len(table)
-    for row, reason in zip(samples, table["fail_reason"], strict=True):
+    for row, reason, detail in zip(samples, table["fail_reason"], table["fail_detail"], strict=True):
         assert (None if pd.isna(reason) else reason) == row["expect"], (row["text"][:40], reason)
+        if "detail" in row:  # the reason is a fixed category; which element is its detail
+            assert detail == row["detail"]
     assert summary["failure_reasons"]["parse:syntax"] == 1
     assert sum(summary["failure_reasons"].values()) == sum(r["expect"] is not None for r in samples)
     # every rate is a count over n_requested (conditional rates over rows with a requested space group)

@@ -70,10 +70,25 @@ def provenance_tags() -> dict[str, str]:
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # the value MLflow 3's UI knows
 
 
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment keeps its files: beside a sqlite store (``<folder of the .db>/mlruns``), so that
+    nothing lands in the working directory of whoever runs a stage (MLflow's default is ``./mlruns`` of the
+    process that creates the experiment); None for a server, which decides itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+    return (database.parent / "mlruns").as_uri()
+
+
 def _connect(cfg: StageSettings):  # noqa: ANN202 - the mlflow module
     import mlflow
 
     mlflow.set_tracking_uri(cfg.tracking.uri)
+    if mlflow.get_experiment_by_name(cfg.tracking.experiment) is None:
+        try:
+            mlflow.create_experiment(cfg.tracking.experiment, artifact_location=artifact_location(cfg.tracking.uri))
+        except mlflow.exceptions.MlflowException:  # another stage created it meanwhile
+            pass
     experiment = mlflow.set_experiment(cfg.tracking.experiment)
     if experiment.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
         mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND)

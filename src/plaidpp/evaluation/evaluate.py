@@ -22,7 +22,7 @@ import pandas as pd
 
 from plaidpp import tracking
 from plaidpp.errors import UserError
-from plaidpp.evaluation.inputs import read_samples
+from plaidpp.evaluation.inputs import read_input
 from plaidpp.evaluation.score import get_hull, get_training_set, score_samples
 from plaidpp.evaluation.shards import run_shards
 from plaidpp.io import atomic_write, exclusive, write_json, write_metrics
@@ -103,8 +103,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         check_output_dir(out_dir)
         check_inputs(cfg)
         extra["shards"] = run_shards(cfg)
-    rows = read_samples(cfg.samples, cfg.samples_format, cfg.csv_column, cfg.max_samples)
-    _, summary = score_to_dir(rows, cfg, out_dir, cfg.samples, extra)
+    samples = read_input(cfg.samples, cfg.samples_format, cfg.csv_column, cfg.inputs, cfg.max_samples)
+    _, summary = score_to_dir(samples.rows, cfg, out_dir, cfg.samples, {**extra, **samples.describe()})
     if cfg.metrics_file:  # the headline numbers for DVC (dvc metrics show / diff); the rest stays in summary.json
         write_metrics(cfg.metrics_file, {k: v for k, v in summary.items() if k not in ("config", "per_spacegroup")})
     if summary.get("hull_warning"):

@@ -6,16 +6,24 @@ and the RL loop call. It runs the steps of ``steps.py`` in order and summarises:
 One output row per requested sample; a sample that fails anywhere keeps its row, with ``fail_reason`` saying
 where (first failure wins):
 
-    parse:<DecodeError.reason>        text did not decode
-    invalid_structure:<reason>        overlapping_atoms / volume_out_of_range / non_finite_lattice
+    input:<reason>                    the reader refused the file or row (inputs.INPUT_REASONS: symlink,
+                                      symlink_outside, not_regular_file, text_too_large, not_utf8, unreadable)
+    parse:<reason>                    text did not decode (DecodeError.reason; for CIFs inputs.CIF_REASONS:
+                                      no_structure, cif_unreadable, unknown_element, disordered;
+                                      decode_crash, unknown_repr)
+    invalid_structure:<reason>        overlapping_atoms / volume_out_of_range / non_finite_lattice /
+                                      degenerate_cell / invalid_cell_parameters / too_large
     noble_gas_only                    only He/Ne/Ar/Kr/Xe/Rn (see steps.py): counted, not scored
-    element_not_in_mlip:<El>          the potential has no parameters for an element
-    element_not_in_hull:<El>          no elemental reference energy, so no formation energy
+    element_not_in_mlip               the potential has no parameters for an element
+    element_not_in_hull               no elemental reference energy, so no formation energy
     <relax reason>                    energy_nan, energy_out_of_range, cell_exploded, relax_timeout,
-                                      mlip_error:<Type>, worker_crashed, relaxed_cif_error:<Type>
-    correction_error:<Type>           MP2020 correction failed
-    hull_error:<Type>                 the phase diagram failed
+                                      mlip_error, worker_crashed, relaxed_cif_error
+    correction_error                  MP2020 correction failed
+    hull_error                        the phase diagram failed
     relax_disabled                    relax.enabled=false
+
+Every reason is a fixed category; what it leaves out (which elements, the exception and its message) is in
+``fail_detail``.
 
 A step switched off by a setting (``relax.enabled=false``, ``novelty.enabled=false``) leaves the metrics that
 need it ``None``, with the reason in ``summary["not_computed"]``.
@@ -168,6 +176,7 @@ def score_samples(rows: list[dict] | pd.DataFrame, cfg: EvaluateConfig, *,
     else:
         info["novelty_reference"] = None
     table["fail_reason"] = crystals.fail
+    table["fail_detail"] = crystals.detail
     table["is_sun"] = _first_per_class(table, table["is_stable"] & table["is_novel"])
     table["is_ssun"] = _first_per_class(table, table["spacegroup_match"] & table["is_metastable"] & table["is_novel"])
     summary = build_summary(table, {**info, **failures}, hull, cfg, computed)

@@ -33,12 +33,12 @@ from pymatgen.core import Structure
 from plaidpp.evaluation.cache import RelaxCache
 from plaidpp.evaluation.energy import mp2020_correction
 from plaidpp.evaluation.hull import ReferenceHull
-from plaidpp.evaluation.inputs import parse_cif
+from plaidpp.evaluation.inputs import CIF_REASONS, parse_cif
 from plaidpp.evaluation.mlip import supported_elements
 from plaidpp.evaluation.novelty import Matching, TrainingSet, novelty, uniqueness
 from plaidpp.evaluation.symmetry import SymmetryTimeout, spacegroup_number, time_budget
 from plaidpp.evaluation.tiers import TierExit, TierExitRule
-from plaidpp.evaluation.validity import composition_validity, structural_validity
+from plaidpp.evaluation.validity import StructuralCheck, cif_cell_problem, composition_validity, structural_validity
 from plaidpp.evaluation.watchers import Watcher
 from plaidpp.evaluation.workers import relax_many
 from plaidpp.representation import DecodeError, get
@@ -46,6 +46,21 @@ from plaidpp.settings.stages import EvaluateConfig
 
 
 WatcherFactory = Callable[[int, Structure], Watcher | None]
+
+# Reasons produced with data after a colon (an exception type, an element list: relaxation results, the cache's
+# older rows, energy terms). ``failure_reasons`` keys are fixed categories: the data goes to ``fail_detail``.
+DETAILED_REASONS = ("mlip_error", "relaxed_cif_error", "correction_error", "hull_error", "spacegroup_error",
+                    "element_not_in_mlip", "element_not_in_hull")
+
+
+def split_reason(reason: str | None, detail: str | None = None) -> tuple[str | None, str | None]:
+    """``"mlip_error:RuntimeError"`` -> ``("mlip_error", "RuntimeError")``; a fixed reason passes unchanged."""
+    if reason is None:
+        return None, detail
+    kind, sep, data = reason.partition(":")
+    if sep and kind in DETAILED_REASONS:
+        return kind, "; ".join(x for x in (data, detail) if x) or None
+    return reason, detail
 
 
 @dataclass
@@ -61,6 +76,7 @@ class Crystals:
 
     decoded: list[Structure | None]
     fail: list[str | None]
+    detail: list[str | None]  # what a failure's fixed reason leaves out (an element list, a library's message)
     relaxations: dict[int, dict[str, Any]] = field(default_factory=dict)  # row -> the worker's result
     relaxed: dict[int, Structure] = field(default_factory=dict)  # row -> relaxed crystal (relaxation succeeded)
 
@@ -69,29 +85,59 @@ def noble_gas_only(structure: Structure) -> bool:
     return all(el.is_noble_gas for el in structure.composition.elements)
 
 
+def _parse(text: str, rep: str) -> tuple[Structure | None, str | None, str | None]:
+    """(crystal, None, None) or (None, reason, detail): the reason a fixed category, the message its detail."""
+    try:
+        return (parse_cif(text) if rep == "cif" else get(rep).decode(text)), None, None
+    except DecodeError as exc:
+        return None, exc.reason, None
+    except KeyError:
+        return None, "unknown_repr", rep
+    except ValueError as exc:
+        if rep == "cif" and exc.args and exc.args[0] in CIF_REASONS:  # parse_cif's own: (reason, detail)
+            return None, exc.args[0], (exc.args[1] or None) if len(exc.args) > 1 else None
+        return None, "decode_crash", f"{type(exc).__name__}: {exc}"[:200]
+    except Exception as exc:  # noqa: BLE001 - decode promises DecodeError only; count a broken promise
+        return None, "decode_crash", f"{type(exc).__name__}: {exc}"[:200]
+
+
+def _stored_text(text: str, rep: str, structure: Structure | None, cfg: EvaluateConfig) -> str | None:
+    """What the results keep of a sample's text: a generator's crystal text as written; a structure input as
+    pymatgen writes the crystal it parsed to (never the bytes of whatever file was read), or nothing."""
+    if rep != "cif":
+        return text
+    if structure is not None:
+        return structure.to(fmt="cif")
+    return text[:cfg.inputs.max_text_kb * 1024] if cfg.inputs.keep_raw_text and text else None
+
+
 def parse_and_validity(table: pd.DataFrame, cfg: EvaluateConfig) -> tuple[StepResult, Crystals]:
     n = len(table)
     decoded: list[Structure | None] = [None] * n
-    parse_ok, parse_reason, fail = [False] * n, [None] * n, [None] * n
+    parse_ok, parse_reason, fail, detail = [False] * n, [None] * n, [None] * n, [None] * n
     valid_s, valid_c, noble, min_d = [False] * n, [False] * n, [False] * n, [math.nan] * n
+    stored: list[str | None] = [None] * n
     problems: Counter[str] = Counter()
-    for i, (text, rep) in enumerate(zip(table["text"], table["repr"], strict=True)):
-        try:
-            decoded[i] = parse_cif(text) if rep == "cif" else get(rep).decode(text)
-            parse_ok[i] = True
-        except DecodeError as exc:
-            parse_reason[i] = exc.reason
-        except ValueError as exc:  # a structure input: cif_unreadable, disordered, no_structure
-            parse_reason[i] = str(exc) if rep == "cif" else f"decode_crash:{type(exc).__name__}"
-        except KeyError:
-            parse_reason[i] = "unknown_repr"
-        except Exception as exc:  # noqa: BLE001 - decode promises DecodeError only; count a broken promise
-            parse_reason[i] = f"decode_crash:{type(exc).__name__}"
-        if not parse_ok[i]:
+    refused = table["input_reason"] if "input_reason" in table.columns else [None] * n
+    for i, (text, rep, input_reason) in enumerate(zip(table["text"], table["repr"], refused, strict=True)):
+        if isinstance(input_reason, str):  # the reader refused the file or row (inputs.py): nothing to parse
+            parse_reason[i], fail[i] = input_reason, f"input:{input_reason}"
+            continue
+        decoded[i], parse_reason[i], detail[i] = _parse(text, rep)
+        stored[i] = _stored_text(text, rep, decoded[i], cfg)
+        if decoded[i] is None:
             fail[i] = f"parse:{parse_reason[i]}"
             continue
+        parse_ok[i] = True
         s = decoded[i]
+        if len(s) > cfg.validity.max_sites:  # before any check: a neighbour list of 10,000 sites takes seconds
+            fail[i], detail[i] = "invalid_structure:too_large", f"{len(s)} sites > validity.max_sites"
+            continue
+        cell_problem = cif_cell_problem(text) if rep == "cif" else None
         check = structural_validity(s, cfg.validity.min_distance, tuple(cfg.validity.volume_per_atom))
+        if cell_problem:
+            check = StructuralCheck(False, "invalid_cell_parameters", check.min_distance)
+            detail[i] = cell_problem
         valid_s[i], min_d[i] = check.valid, check.min_distance
         noble[i] = noble_gas_only(s)
         if noble[i]:
@@ -103,17 +149,17 @@ def parse_and_validity(table: pd.DataFrame, cfg: EvaluateConfig) -> tuple[StepRe
                     valid_c[i] = composition_validity(s.composition)
             except SymmetryTimeout:
                 problems["smact_timeout"] += 1
-            except Exception as exc:  # noqa: BLE001 - SMACT has no data for some elements: invalid, counted
-                problems[f"smact_error:{type(exc).__name__}"] += 1
+            except Exception:  # noqa: BLE001 - SMACT has no data for some elements: invalid, counted
+                problems["smact_error"] += 1
         if not check.valid:
             fail[i] = f"invalid_structure:{check.reason}"
         elif noble[i]:
             fail[i] = "noble_gas_only"
-    columns = {"parse_ok": parse_ok, "parse_reason": parse_reason, "valid_structure": valid_s,
+    columns = {"text": stored, "parse_ok": parse_ok, "parse_reason": parse_reason, "valid_structure": valid_s,
                "valid_composition": valid_c, "noble_gas_only": noble, "min_distance": min_d,
                "formula": [s.composition.reduced_formula if s is not None else None for s in decoded],
                "n_atoms": pd.array([len(s) if s is not None else None for s in decoded], dtype="Int64")}
-    return StepResult(columns, dict(problems)), Crystals(decoded, fail)
+    return StepResult(columns, dict(problems)), Crystals(decoded, fail, detail)
 
 
 def relaxation(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hull: ReferenceHull,
@@ -129,9 +175,9 @@ def relaxation(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hul
             continue
         symbols = sorted(el.symbol for el in s.composition.elements)
         if covered is not None and (bad := [e for e in symbols if e not in covered]):
-            fail[i] = f"element_not_in_mlip:{','.join(bad)}"
+            fail[i], crystals.detail[i] = "element_not_in_mlip", ",".join(bad)
         elif bad := hull.missing_elements(s.composition):
-            fail[i] = f"element_not_in_hull:{','.join(bad)}"
+            fail[i], crystals.detail[i] = "element_not_in_hull", ",".join(bad)
         else:
             todo[i] = s
     if watcher_for is None and cfg.relax.tier_exit:
@@ -160,13 +206,13 @@ def relaxation(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig, hul
         calls[i], seconds[i] = result.get("force_calls"), result.get("seconds", math.nan)
         potential_s[i] = result.get("potential_seconds", math.nan)
         if result["fail_reason"] is not None:
-            fail[i] = result["fail_reason"]
+            fail[i], crystals.detail[i] = split_reason(result["fail_reason"], result.get("fail_detail"))
             continue
         try:
             crystals.relaxed[i] = Structure.from_str(result["cif_relaxed"], fmt="cif")
             cif[i] = result["cif_relaxed"]
         except Exception as exc:  # noqa: BLE001 - a cache row from an older writer, say: counted
-            fail[i] = f"relaxed_cif_error:{type(exc).__name__}"
+            fail[i], crystals.detail[i] = "relaxed_cif_error", type(exc).__name__
     return StepResult({"relax_steps": steps, "relax_converged": converged, "relax_cached": cached,
                        "relax_force_calls": calls, "relax_seconds": seconds, "relax_potential_seconds": potential_s,
                        "relax_exit_reason": exits, "relax_shared_with": shared_with, "cif_relaxed": cif, **extra})
@@ -218,7 +264,7 @@ def energy_and_hull(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig
         try:
             correction, e_form[i], e_hull[i] = energy_terms(relaxed, energy, cfg, hull)
         except EnergyTermError as exc:
-            fail[i] = str(exc)
+            fail[i], crystals.detail[i] = split_reason(str(exc))
             continue
         correction_pa[i] = correction / len(relaxed)
     eh = np.asarray(e_hull, dtype=float)
@@ -236,7 +282,7 @@ def symmetry(table: pd.DataFrame, crystals: Crystals, cfg: EvaluateConfig) -> St
     achieved, reasons = [None] * n, [None] * n
     for i in crystals.relaxed:
         achieved[i] = crystals.relaxations[i]["spacegroup_achieved"]
-        reasons[i] = crystals.relaxations[i]["spacegroup_fail_reason"]
+        reasons[i] = split_reason(crystals.relaxations[i]["spacegroup_fail_reason"])[0]
     generated = [None] * n
     requested = table["spacegroup_requested"]
     for i, s in enumerate(crystals.decoded):

@@ -101,10 +101,32 @@ class ValiditySettings:
                                            factory=lambda: [1.0, 500.0], gt=0)
     smact_time_limit_s: float = setting(5.0, help="per crystal; SMACT is exponential in the element count (a "
                                         "time-out is counted, invalid)", unit="s", gt=0)
+    max_sites: int = setting(1000, help="a crystal with more sites is invalid_structure:too_large before any check "
+                             "or relaxation (MP-20 has at most 20 per primitive cell, Alex-MP a few hundred; a "
+                             "10,164-site cell took 34 s of checks and the whole relaxation time limit)", ge=1)
 
     def check(self) -> None:
         if len(self.volume_per_atom) != 2 or self.volume_per_atom[0] >= self.volume_per_atom[1]:
             raise SettingError("volume_per_atom", "needs [low, high] with low < high")
+
+
+@dataclass
+class InputSettings:
+    """What ``plaidpp evaluate`` reads, bounded (docs/evaluation.md, "What evaluate trusts"). Defaults pass a
+    whole MP-20 or Alex-MP-20 CSV (Alex-MP-20: 607,683 rows, ~1.3 GB of CIF text)."""
+
+    max_text_kb: int = setting(256, help="one crystal's text (a CIF file, a CSV cell, a JSONL text); larger is "
+                               "counted text_too_large, not read (a 1,000-site CIF is ~80 KB)", unit="KiB", ge=1)
+    max_total_mb: int = setting(2048, help="the whole input as read (decompressed); beyond it the run stops with "
+                                "one line before any relaxation", unit="MiB", ge=1)
+    max_rows: int = setting(1_000_000, help="samples in one input (rows, files, frames); beyond it the run stops "
+                            "with one line before any relaxation", ge=1)
+    follow_symlinks: bool = setting(False, help="read a symlinked CIF in a folder (only when its target is inside "
+                                    "that folder); false: counted input:symlink")
+    recursive: bool = setting(False, help="read CIFs in sub-folders of a CIF folder (id = the relative path); "
+                              "false: sub-folders are counted in summary input_skipped")
+    keep_raw_text: bool = setting(False, help="keep the text of a structure input that did not parse in the "
+                                  "results (at most max_text_kb); parsed ones are stored as pymatgen's CIF")
 
 
 # ASE optimisers a relaxation can use (plaidpp.evaluation.relax.OPTIMIZERS maps them to classes).

@@ -14,6 +14,7 @@ from plaidpp.settings.data import REPRESENTATIONS, SPLITS, DataSettings, repr_se
 from plaidpp.settings.evaluation import (
     CacheSettings,
     HullSettings,
+    InputSettings,
     MLIPSettings,
     NoveltySettings,
     RelaxSettings,
@@ -100,6 +101,7 @@ class EvaluateConfig(StageSettings):
     max_samples: int | None = setting(None, help="evaluate only the first N rows (quick looks)", ge=1)
     default_repr: str = repr_setting("representation of rows without a repr field", "wyckoff")
     progress: bool = setting(True, help="progress bars")
+    inputs: InputSettings = nested(InputSettings, "what evaluate reads, bounded")
     validity: ValiditySettings = nested(ValiditySettings, "proxy validity checks")
     relax: RelaxSettings = nested(RelaxSettings, "MLIP relaxation")
     symmetry: SymmetrySettings = nested(SymmetrySettings, "space-group detection")

@@ -60,7 +60,8 @@ def relax_shard(cfg: EvaluateConfig, k: int) -> dict[str, Any]:
     marker = _marker(folder, k)
     if marker.is_file():
         return json.loads(marker.read_text())
-    frame, _ = select_rows(read_input(cfg.samples, cfg.samples_format, cfg.csv_column, cfg.inputs, cfg.max_samples).rows)
+    samples = read_input(cfg.samples, cfg.samples_format, cfg.csv_column, cfg.inputs, cfg.max_samples)
+    frame, _ = select_rows(samples.rows)
     start, stop = shard_bounds(len(frame), cfg.shards.n)[k]
     shard_cfg = replace(cfg, cache=replace(cfg.cache, file=str(_cache_file(folder, k))))
     counts = relax_rows(frame.iloc[start:stop], shard_cfg) if stop > start else {"n_rows": 0}

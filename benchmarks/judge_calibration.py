@@ -313,11 +313,17 @@ def main() -> None:
     parser.add_argument("--scored-only", action="store_true", help="judge the chunks already scored (a run stopped "
                         "early: its balanced prefix), scoring nothing")
     parser.add_argument("--markdown", action="store_true", help="print the record's table for the docs and stop")
+    parser.add_argument("--compare-on", type=int, help="also judge every potential on the same first N crystals "
+                        "(at most the fewest any of them has scored): record['common'], the like-for-like table")
     parser.add_argument("--reference-only", action="store_true", help="only the reference's report (no relaxation:"
                         " a minute for every released crystal, --n 100000), written to <out>/reference.json")
     args = parser.parse_args()
     if args.markdown:
-        print(markdown(json.loads((args.out / "record.json").read_text())))
+        record = json.loads((args.out / "record.json").read_text())
+        print(markdown(record))
+        if "common" in record:
+            print(f"\nEvery potential on the same first {record['common']['n_crystals']} crystals:\n")
+            print(markdown(record["common"]))
         return
     for path in args.labelled:
         if not path.is_file():
@@ -338,8 +344,9 @@ def main() -> None:
                    "reference": reference_report(reference)})
     print(json.dumps(record["reference"], indent=1))
     time_limit = config(args.mlips[0]).novelty.matcher_time_limit_s
+    tables = {}
     for mlip in args.mlips:
-        table = score_chunks(rows, mlip, args.out, score=not args.scored_only)
+        table = tables[mlip] = score_chunks(rows, mlip, args.out, score=not args.scored_only)
         new = judge_rows(table, reference, time_limit)
         for row in new:  # the relaxation each plain stopping rule stands for, as summary.json names it
             row["relax"] = None if row["steps"] is None else compose("evaluate", [
@@ -352,6 +359,12 @@ def main() -> None:
                   f"{row['tier_agreement_at_0.0'][0] / max(1, row['n_compared']):6.1%} [{lo:.1%}, {hi:.1%}]  "
                   f"stable {row['stable']['n_judge']} vs eSEN {row['stable']['n_esen']}  bias "
                   f"{1000 * row['e_hull_median_bias_eV']:+.0f} meV  {row['core_seconds_per_crystal']} core-s")
+    if args.compare_on:  # like for like: every potential on the same crystals (the draw's balanced prefix)
+        n = min(args.compare_on, *(len(t) for t in tables.values()))
+        record["common"] = {"n_crystals": n, "judges": [row for t in tables.values()
+                                                        for row in judge_rows(t.iloc[:n], reference, time_limit)]}
+        record_path.write_text(json.dumps(record, indent=1))
+        print(markdown(record["common"]))
 
 
 if __name__ == "__main__":
